@@ -1,0 +1,17 @@
+"""Training losses and ELBOs, keyed by `loss.kind`."""
+
+from typing import Any
+
+from components.losses.base import Loss
+from components.losses.registry import LOSSES
+from components.registry import SpecModel
+
+
+def build(section: SpecModel | dict[str, Any], **context: Any) -> Loss:
+    """Build the losses component declared by a spec section (model or plain dict).
+
+    Context keywords are passed to the kind's constructor when it declares them (noise)."""
+    return LOSSES.build(section, **context)
+
+
+__all__ = ["LOSSES", "Loss", "build"]
