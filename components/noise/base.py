@@ -12,6 +12,15 @@ from abc import ABC, abstractmethod
 import torch
 
 
+def clean_log_probs(logits: torch.Tensor, mask_id: int | None) -> torch.Tensor:
+    """log x_hat_theta: log-softmax of Float[..., V] logits in float32 with the mask logit at -inf
+    ("SUBS": the denoiser never predicts the mask token)."""
+    logits = logits.float()
+    if mask_id is not None:
+        logits = logits.index_fill(-1, torch.tensor([mask_id], device=logits.device), float("-inf"))
+    return torch.log_softmax(logits, dim=-1)
+
+
 class NoiseProcess(ABC):
     """A factorised forward process q_t(z_t | x_0) over a vocabulary of ``vocab_size`` tokens."""
 
@@ -22,6 +31,13 @@ class NoiseProcess(ABC):
     def sample(self, x0: torch.Tensor, t: torch.Tensor, fixed: torch.Tensor | None = None) -> torch.Tensor:
         """Draw z_t ~ q_t(. | x0). x0: Long[B, L]; t: Float[B]; fixed: Bool[B, L] positions copied
         from x0 unchanged. Returns Long[B, L]."""
+
+    def sample_with_jumps(
+        self, x0: torch.Tensor, t: torch.Tensor, fixed: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Like :meth:`sample`, also returning Bool[B, L] "jumped": positions the process
+        resampled (which for uniform noise may land on the clean token again)."""
+        raise NotImplementedError(f"{type(self).__name__} does not expose its jumps")
 
     @abstractmethod
     def prior(self, shape: tuple[int, ...], device: torch.device | str = "cpu") -> torch.Tensor:

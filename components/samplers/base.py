@@ -13,10 +13,11 @@ from components.noise.base import NoiseProcess
 
 class Generation(NamedTuple):
     """tokens: Long[B, L] final sequences (fixed positions equal batch.x0 there);
-    nfe: number of model forward passes actually run (Sudoku "passes")."""
+    nfe: Long[B], model evaluations spent on each sequence (a sequence that is finished early,
+    e.g. all cells committed, stops counting; Sudoku "passes")."""
 
     tokens: torch.Tensor
-    nfe: int
+    nfe: torch.Tensor
 
 
 class Sampler(ABC):
