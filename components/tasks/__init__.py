@@ -4,6 +4,7 @@ from typing import Any
 
 from components.tasks.base import Task
 from components.tasks.registry import TASKS
+from components.tasks.sudoku import task as _sudoku  # noqa: F401  (registers kind "sudoku")
 from components.registry import SpecModel
 
 
