@@ -2,7 +2,8 @@
 
 from typing import Any
 
-from components.noise.base import NoiseProcess
+from components.noise import gidd, masked, uniform  # noqa: F401  (registers the kinds)
+from components.noise.base import InterpolatingNoise, NoiseProcess
 from components.noise.registry import NOISES
 from components.registry import SpecModel
 
@@ -14,4 +15,4 @@ def build(section: SpecModel | dict[str, Any], **context: Any) -> NoiseProcess:
     return NOISES.build(section, **context)
 
 
-__all__ = ["NOISES", "NoiseProcess", "build"]
+__all__ = ["NOISES", "InterpolatingNoise", "NoiseProcess", "build"]

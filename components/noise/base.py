@@ -7,6 +7,7 @@ vocabulary (V includes the mask token where the process has one).
 
 from __future__ import annotations
 
+import math
 from abc import ABC, abstractmethod
 
 import torch
@@ -72,3 +73,96 @@ class InterpolatingNoise(NoiseProcess):
     @abstractmethod
     def beta_pi_prime(self, t: torch.Tensor) -> torch.Tensor:
         """d (beta_t * pi_t) / dt, Float[B, V]."""
+
+    def marginal(self, p0: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """q_t(. | p0) = alpha_t * p0 + beta_t * pi_t, linear in p0: Float[B, ..., V] -> same shape,
+        in p0's dtype."""
+        shape = (p0.shape[0],) + (1,) * (p0.dim() - 1)
+        alpha = self.alpha(t).to(p0.dtype).view(shape)
+        beta_pi = self.beta_pi(t).to(p0.dtype).view(*shape[:-1], p0.shape[-1])
+        return alpha * p0 + beta_pi
+
+    def sample(self, x0: torch.Tensor, t: torch.Tensor, fixed: torch.Tensor | None = None) -> torch.Tensor:
+        return self.sample_with_jumps(x0, t, fixed)[0]
+
+    def sample_with_jumps(
+        self, x0: torch.Tensor, t: torch.Tensor, fixed: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Exact draw from the categorical q_t(. | x0) at every position, by inverse CDF in float64
+        over [alpha_t, beta_t * pi_t]: one uniform u per position keeps x0 when u < alpha_t
+        ("no jump"), otherwise picks the token of beta_t * pi_t it falls in ("jumped"). Fixed
+        positions are copied from x0 and never jump. x0: Long[B, L]; t: Float[B]."""
+        alpha = self.alpha(t).double()[:, None]  # [B, 1]
+        beta_pi = self.beta_pi(t).double()  # [B, V]
+        cdf = beta_pi.cumsum(-1)
+        u = torch.rand(x0.shape, dtype=torch.float64, device=x0.device) * (alpha + cdf[:, -1:])
+        jumped = u >= alpha
+        token = torch.searchsorted(cdf, (u - alpha).contiguous(), right=True)
+        # u can round onto the total mass; never return a token beyond the last one with mass.
+        last = beta_pi.shape[-1] - 1 - (beta_pi > 0).flip(-1).int().argmax(-1, keepdim=True)
+        zt = torch.where(jumped, torch.minimum(token, last), x0)
+        if fixed is not None:
+            zt = torch.where(fixed, x0, zt)
+            jumped = jumped & ~fixed
+        return zt, jumped
+
+
+def check_vocabulary(vocab_size: int, mask_id: int) -> None:
+    """Raise ValueError unless the vocabulary has a mask token and at least one other token."""
+    if vocab_size < 2 or not 0 <= mask_id < vocab_size:
+        raise ValueError(f"need vocab_size >= 2 and 0 <= mask_id < vocab_size, got {vocab_size} and {mask_id}")
+
+
+def mask_vector(vocab_size: int, mask_id: int, device: torch.device | str) -> torch.Tensor:
+    """e_m: Float64[V], all mass on the mask token."""
+    e_m = torch.zeros(vocab_size, dtype=torch.float64, device=device)
+    e_m[mask_id] = 1.0
+    return e_m
+
+
+def uniform_vector(vocab_size: int, mask_id: int, device: torch.device | str) -> torch.Tensor:
+    """u: Float64[V], 1/N on each of the N = V - 1 non-mask tokens, 0 on the mask."""
+    u = torch.full((vocab_size,), 1.0 / (vocab_size - 1), dtype=torch.float64, device=device)
+    u[mask_id] = 0.0
+    return u
+
+
+def scheduled_alpha(schedule: str, eps: float, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(alpha_t, d alpha_t / dt) in float64 for t: Float[B] (diffusion.md section 1.2).
+
+    loglinear: alpha_t = 1 - (1 - eps) t.  cosine: alpha_t = 1 - cos(pi/2 (1 - (1 - eps) t))."""
+    t = t.double()
+    if schedule == "loglinear":
+        return 1.0 - (1.0 - eps) * t, torch.full_like(t, -(1.0 - eps))
+    if schedule == "cosine":
+        angle = 0.5 * math.pi * (1.0 - (1.0 - eps) * t)
+        return 1.0 - torch.cos(angle), -0.5 * math.pi * (1.0 - eps) * torch.sin(angle)
+    raise ValueError(f"unknown alpha schedule {schedule!r}; allowed: loglinear, cosine")
+
+
+class ScheduledMixtureNoise(InterpolatingNoise):
+    """alpha_t from a named schedule and a time-constant mixing distribution pi:
+    beta_t pi_t = (1 - alpha_t) pi (masked: pi = e_m; uniform: pi = u). Values are float64."""
+
+    def __init__(self, schedule: str, eps: float, vocab_size: int, mask_id: int):
+        check_vocabulary(vocab_size, mask_id)
+        self.schedule = schedule
+        self.eps = eps
+        self.vocab_size = vocab_size
+        self.mask_id = mask_id
+
+    @abstractmethod
+    def pi(self, device: torch.device | str) -> torch.Tensor:
+        """The mixing distribution pi: Float64[V]."""
+
+    def alpha(self, t: torch.Tensor) -> torch.Tensor:
+        return scheduled_alpha(self.schedule, self.eps, t)[0]
+
+    def alpha_prime(self, t: torch.Tensor) -> torch.Tensor:
+        return scheduled_alpha(self.schedule, self.eps, t)[1]
+
+    def beta_pi(self, t: torch.Tensor) -> torch.Tensor:
+        return (1.0 - self.alpha(t))[:, None] * self.pi(t.device)
+
+    def beta_pi_prime(self, t: torch.Tensor) -> torch.Tensor:
+        return -self.alpha_prime(t)[:, None] * self.pi(t.device)
