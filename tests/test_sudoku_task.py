@@ -193,3 +193,21 @@ def test_evaluate_metric_plumbing(tmp_path):
     path.write_text("quizzes,solutions\n" + "\n".join(lines) + "\n")
     result = task.evaluate(torch.nn.Identity(), None, {"oracle": samplers["oracle"]}, num_samples=5, batch_size=8, data=path)
     assert result.metrics["file/oracle/puzzle_accuracy"] == 1.0
+
+
+def test_training_and_evaluating_from_files(tmp_path):
+    train = dataset.generate_frame(dataset.SetKey("train", "easy", 4, 40, 0), workers=1, progress=False)
+    held = dataset.generate_frame(dataset.SetKey("eval", "easy", 4, 10, 0), workers=1, progress=False)
+    leaked = held.tail(3)  # kept held-out puzzles (rating >= 50) that also sit in the training file
+    train_path, eval_path = tmp_path / "train.csv", tmp_path / "test.csv"
+    train.vstack(leaked).select(quizzes="puzzle", solutions="solution").write_csv(train_path)
+    held.select(
+        question="puzzle", answer="solution", rating=np.arange(len(held)) * 10
+    ).write_csv(eval_path)
+    task = make(tmp_path, train_file=train_path, eval_file=eval_path, eval_tiers=[], rating_min=50)
+    task.prepare()
+    assert not (tmp_path / "sudoku").exists()  # nothing generated
+    assert len(task.eval_sets()["file"]) == 5  # ratings 50..90
+    assert len(task.train_set()) == len(train)  # 40 + 3 leaked, all leaks dropped
+    batch = next(task.train_stream(8, rank=0, world_size=1, seed=0))
+    assert batch.x0.shape == (8, 16)

@@ -78,10 +78,16 @@ def geometric_transforms(size: int) -> np.ndarray:
     return _cell_perms(rows, cols, transpose, size)
 
 
+CANONICAL_CHUNK = 1024  # grids per vectorised block (~50 MB of intermediates)
+
+
 def canonical_codes(grids: np.ndarray, size: int) -> np.ndarray:
     """Int64[N]: a code equal for two grids (UInt8[N, L], 0 = blank) iff one transforms into the
     other: the lexicographically smallest transformed grid, digits relabelled in order of first
     appearance, read as a base-(n + 1) number. 4x4 only."""
+    if len(grids) > CANONICAL_CHUNK:
+        parts = [canonical_codes(grids[i : i + CANONICAL_CHUNK], size) for i in range(0, len(grids), CANONICAL_CHUNK)]
+        return np.concatenate(parts)
     perms = geometric_transforms(size)
     moved = grids.astype(np.int64)[:, perms]  # [N, T, L]
     cells = grids.shape[1]

@@ -33,6 +33,16 @@ GENERATOR_VERSION = 1  # bump when generated puzzles change, so stale caches are
 CHUNK = 64  # puzzles per process task
 MAX_SIDE_ATTEMPTS = 1000
 
+SCHEMA = {
+    "puzzle": pl.String,
+    "solution": pl.String,
+    "givens": pl.UInt8,
+    "naked_rounds": pl.UInt8,
+    "naked_solvable": pl.Boolean,
+    "singles_solvable": pl.Boolean,
+    "guesses": pl.UInt32,
+}
+
 
 @dataclass(frozen=True)
 class SetKey:
@@ -62,7 +72,7 @@ class SetKey:
         )
 
     def rng(self, index: int) -> random.Random:
-        """The private random stream of puzzle ``index``."""
+        """The private random stream of puzzle ``index`` (SPLITS and TIERS order is part of it)."""
         entropy = [self.seed, SPLITS.index(self.split), TIERS.index(self.tier), self.size]
         state = np.random.SeedSequence(entropy, spawn_key=(index,)).generate_state(2, np.uint64)
         return random.Random(int(state[0]) << 64 | int(state[1]))
@@ -91,17 +101,6 @@ def _draw_task(task: tuple[SetKey, int, int]) -> list[dict[str, object]]:
     """Rows ``start:stop`` of a set (one process task)."""
     key, start, stop = task
     return [_draw(key, i) for i in range(start, stop)]
-
-
-SCHEMA = {
-    "puzzle": pl.String,
-    "solution": pl.String,
-    "givens": pl.UInt8,
-    "naked_rounds": pl.UInt8,
-    "naked_solvable": pl.Boolean,
-    "singles_solvable": pl.Boolean,
-    "guesses": pl.UInt32,
-}
 
 
 def generate_frame(key: SetKey, *, workers: int, progress: bool = True) -> pl.DataFrame:

@@ -27,11 +27,11 @@ from components.tasks.sudoku.dataset import SetKey, default_workers, load_set, p
 from components.tasks.sudoku.files import load_puzzle_file
 from components.tasks.sudoku.generator import Tier
 from components.tasks.sudoku.metrics import (
+    solved,
     summarize,
     tokens_to_digits,
     unit_violations,
     unknown_cells_correct,
-    solved,
 )
 from components.tasks.sudoku.puzzles import PuzzleSet, to_batch
 from components.tasks.sudoku.render import Example, example_text, examples_html, examples_markdown, grid_text
@@ -199,6 +199,8 @@ class SudokuTask(Task):
         ``batch_size``). Artifacts ``sudoku_examples.md`` / ``.html`` render up to ``examples``
         puzzles per set and sampler, failures first; ``samples`` holds the same as text."""
         result = EvalResult()
+        if num_samples == 0:
+            return result
         examples: list[Example] = []
         for set_name, puzzle_set in self.eval_sets(data).items():
             subset = puzzle_set.take(slice(0, num_samples))
