@@ -2,7 +2,8 @@
 
 from typing import Any
 
-from components.losses.base import Loss
+from components.losses import gidd, mdlm, x0_ce  # noqa: F401  (registers the kinds)
+from components.losses.base import Loss, LossOutput
 from components.losses.registry import LOSSES
 from components.registry import SpecModel
 
@@ -14,4 +15,4 @@ def build(section: SpecModel | dict[str, Any], **context: Any) -> Loss:
     return LOSSES.build(section, **context)
 
 
-__all__ = ["LOSSES", "Loss", "build"]
+__all__ = ["LOSSES", "Loss", "LossOutput", "build"]
