@@ -152,7 +152,6 @@ class DiT(Backbone):
             for _ in range(self.layers)
         )
         self.final = FinalLayer(self.width, config.cond_dim, self.padded_vocab)
-        self.drop = nn.Dropout(config.dropout)
         for emb in (self.tok_emb, self.fixed_emb):
             if emb is not None:
                 nn.init.normal_(emb.weight, std=0.02)
@@ -167,7 +166,6 @@ class DiT(Backbone):
         x = self.tok_emb(zt)
         if self.fixed_emb is not None:
             x = x + self.fixed_emb(torch.zeros_like(zt) if fixed is None else fixed.long())
-        x = self.drop(x)
         if not self.config.time_conditioning:
             t = torch.zeros_like(t)
         c = F.silu(self.time_emb(t))
