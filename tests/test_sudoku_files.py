@@ -49,6 +49,8 @@ def test_extreme_csv_with_dots_and_rating_filter(tmp_path):
     assert len(hard) == 2
     assert "".join(map(str, hard.puzzles[0])) == QUIZ
     assert len(load_puzzle_file(path, 9, rating_min=51, limit=1)) == 1
+    with pytest.raises(PuzzleFileError, match="no puzzles"):
+        load_puzzle_file(path, 9, rating_min=1000)
 
 
 def test_parquet_and_4x4(tmp_path):

@@ -86,8 +86,8 @@ def canonical_codes(grids: np.ndarray, size: int) -> np.ndarray:
     other: the lexicographically smallest transformed grid, digits relabelled in order of first
     appearance, read as a base-(n + 1) number. 4x4 only."""
     if len(grids) > CANONICAL_CHUNK:
-        parts = [canonical_codes(grids[i : i + CANONICAL_CHUNK], size) for i in range(0, len(grids), CANONICAL_CHUNK)]
-        return np.concatenate(parts)
+        starts = range(0, len(grids), CANONICAL_CHUNK)
+        return np.concatenate([canonical_codes(grids[i : i + CANONICAL_CHUNK], size) for i in starts])
     perms = geometric_transforms(size)
     moved = grids.astype(np.int64)[:, perms]  # [N, T, L]
     cells = grids.shape[1]

@@ -70,6 +70,8 @@ def load_puzzle_file(
         frame = frame.filter(rating >= rating_min)
     if limit is not None:
         frame = frame.head(limit)
+    if frame.height == 0:
+        raise PuzzleFileError(f"{path}: no puzzles (after the rating filter rating >= {rating_min})")
     rows = frame["row"]
     cells = size * size
     texts = {}

@@ -42,24 +42,34 @@ FILE_SET = "file"
 
 
 class SudokuConfig(SpecModel):
+    """The ``task:`` section of a Sudoku spec (see each field's description)."""
+
     kind: Literal["sudoku"] = "sudoku"
     size: Literal[4, 9] = Field(9, description="grid side: 4 (2x2 boxes) or 9 (3x3 boxes)")
     tier: Tier = Field("easy", description="generated training tier: easy | medium | hard")
     train_puzzles: int = Field(
-        100_000, ge=1, le=50_000_000, description="generated training puzzles; with train_file, the first this many rows"
+        100_000, ge=1, le=50_000_000,
+        description="generated training puzzles; with train_file, the first this many rows",
     )
     eval_puzzles: int = Field(
-        1000, ge=1, le=1_000_000, description="held-out puzzles per eval tier; with eval_file, the first this many rows"
+        1000, ge=1, le=1_000_000,
+        description="held-out puzzles per eval tier; with eval_file, the first this many rows",
     )
     eval_tiers: list[Tier] = Field(
         default_factory=list, max_length=3, description="generated held-out tiers; default [tier]"
     )
     best_of: int = Field(5, ge=1, le=100, description="easy: Cordero plucks per grid, fewest givens kept")
-    min_guesses: int = Field(1, ge=1, le=100, description="9x9 hard: minimal puzzles needing >= this many DFS guesses")
-    seed: int = Field(0, ge=0, le=2**32 - 1, description="generation seed (train and eval streams derive from it)")
+    min_guesses: int = Field(
+        1, ge=1, le=100, description="9x9 hard: minimal puzzles needing >= this many DFS guesses"
+    )
+    seed: int = Field(0, ge=0, le=2**32 - 1, description="generation seed of the train and eval sets")
     augment: bool = Field(True, description="random symmetry transforms of training pairs, on the fly")
-    train_file: Path | None = Field(None, description="external training puzzles (Kaggle or sudoku-extreme CSV/parquet)")
-    eval_file: Path | None = Field(None, description=f"external held-out puzzles, evaluated as set '{FILE_SET}'")
+    train_file: Path | None = Field(
+        None, description="external training puzzles (Kaggle or sudoku-extreme CSV/parquet)"
+    )
+    eval_file: Path | None = Field(
+        None, description=f"external held-out puzzles, evaluated as set '{FILE_SET}'"
+    )
     rating_min: int | None = Field(
         None, ge=0, le=1_000_000, description="keep rows with rating >= this in files with a rating column"
     )
@@ -123,7 +133,9 @@ class SudokuTask(Task):
         """Held-out sets by name: each eval tier, then ``file`` (``data`` overrides eval_file)."""
         if self._evals is None:
             c = self.config
-            self._evals = {t: load_set(self._key("eval", t, c.eval_puzzles), self.cache_dir) for t in c.eval_tiers}
+            self._evals = {
+                t: load_set(self._key("eval", t, c.eval_puzzles), self.cache_dir) for t in c.eval_tiers
+            }
             if c.eval_file is not None:
                 self._evals[FILE_SET] = self._file(c.eval_file, c.eval_puzzles)
         if data is None:
@@ -145,7 +157,12 @@ class SudokuTask(Task):
 
     def train_stream(self, batch_size: int, *, rank: int, world_size: int, seed: int) -> DataStream:
         return SudokuStream(
-            self.train_set(), batch_size, rank=rank, world_size=world_size, seed=seed, augment=self.config.augment
+            self.train_set(),
+            batch_size,
+            rank=rank,
+            world_size=world_size,
+            seed=seed,
+            augment=self.config.augment,
         )
 
     def eval_batches(self, batch_size: int, num_batches: int) -> Iterator[Batch]:
@@ -207,7 +224,9 @@ class SudokuTask(Task):
             puzzle = torch.from_numpy(subset.puzzles.astype(np.int64))
             solution = torch.from_numpy(subset.solutions.astype(np.int64))
             for sampler_name, sampler in samplers.items():
-                pred, passes, seconds = self._generate(model, noise, sampler, subset.puzzles, batch_size, device)
+                pred, passes, seconds = self._generate(
+                    model, noise, sampler, subset.puzzles, batch_size, device
+                )
                 prefix = f"{set_name}/{sampler_name}"
                 metrics = summarize(pred, solution, puzzle, self.size)
                 metrics |= {"passes": passes.float().mean().item(), "seconds": seconds}
@@ -232,12 +251,10 @@ class SudokuTask(Task):
         order = sorted(range(len(pred)), key=lambda i: (bool(ok[i]), i))[: self.config.examples]
         out = []
         for i in order:
-            status = (
-                "solved"
-                if ok[i]
-                else f"failed: {int(violations[i])} unit violations, {int(correct[i])}/{int(unknown[i])} unknown cells right"
+            status = "solved" if ok[i] else (
+                f"failed: {int(violations[i])} unit violations, "
+                f"{int(correct[i])}/{int(unknown[i])} unknown cells right"
             )
-            out.append(
-                Example(f"{prefix} #{i} ({status})", puzzle[i].tolist(), pred[i].tolist(), solution[i].tolist())
-            )
+            title = f"{prefix} #{i} ({status})"
+            out.append(Example(title, puzzle[i].tolist(), pred[i].tolist(), solution[i].tolist()))
         return out
