@@ -9,10 +9,10 @@ Tiers are defined by the generator, not by the givens count (see reference/sudok
 - ``hard``: random-order removal while the solution stays unique (a minimal puzzle: blanking
   any given breaks uniqueness), kept only if the DFS needs >= ``min_guesses`` guesses.
 
-On 4x4 every uniquely solvable puzzle falls to naked singles (0 of 20,000 generated minimal
-puzzles needed a hidden single or a guess), so ``easy`` and ``medium`` keep their definitions
-(4-7 givens) and ``hard`` is the analogue of "needs search": minimal puzzles whose synchronous
-naked-single propagation takes >= ``HARD_4X4_MIN_ROUNDS`` rounds (about 62% of them).
+On 4x4 no puzzle needs search (all of 5,000 generated minimal puzzles fell to naked singles
+alone), so ``easy`` and ``medium`` keep their definitions (4-6 givens) and ``hard`` is the
+analogue of "needs search": minimal puzzles whose synchronous naked-single propagation takes
+>= ``HARD_4X4_MIN_ROUNDS`` rounds (62% of minimal puzzles).
 """
 
 from __future__ import annotations
