@@ -1,0 +1,105 @@
+"""Validation NELBO estimation (components/metrics/elbo.py): closed-form expectations, estimator
+agreement, reproducibility and side effects."""
+
+import math
+
+import pytest
+import torch
+from toy import ExactDenoiser, toy_data
+
+from components import losses, noise as noises
+from components.batch import Batch
+from components.metrics.elbo import estimate_nelbo, estimation_times
+from components.spec.sections import ElboEstimator
+
+N = 7
+V = N + 1
+MASK = N
+
+
+class UniformPredictor(torch.nn.Module):
+    """x_hat = uniform over the N non-mask tokens, whatever the input."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.bias = torch.nn.Parameter(torch.zeros(V))
+
+    def forward(self, zt, t, fixed=None, valid=None):
+        return self.bias.expand(*zt.shape, V)
+
+
+def random_batches(count: int, size: int, length: int, seed: int = 0) -> list[Batch]:
+    gen = torch.Generator().manual_seed(seed)
+    return [Batch.unconditional(torch.randint(0, N, (size, length), generator=gen)) for _ in range(count)]
+
+
+@pytest.mark.parametrize("loss_kind", ["mdlm", "gidd"])
+@pytest.mark.parametrize("estimator", [ElboEstimator(kind="mc", t_samples=2), ElboEstimator(kind="quadrature", t_samples=16)])
+def test_uniform_predictor_costs_log_n_per_token(loss_kind: str, estimator: ElboEstimator) -> None:
+    """With alpha_t = 1 - t: per token, E[1[masked] log N / t] = log N at every t."""
+    process = noises.build({"kind": "masked", "eps": 0.0}, vocab_size=V, mask_id=MASK)
+    loss = losses.build({"kind": loss_kind, "weighting": "none"} if loss_kind == "gidd" else {"kind": "mdlm"}, noise=process)
+    batches = random_batches(4, 64, 64)
+    result = estimate_nelbo(UniformPredictor(), loss, batches, estimator, 1e-3, torch.Generator().manual_seed(0))
+    assert result.tokens == 4 * 64 * 64
+    assert result.nll_per_token == pytest.approx(math.log(N), rel=0.03)
+    assert result.ppl == pytest.approx(math.exp(result.nll_per_token))
+    assert result.bits_per_token == pytest.approx(result.nll_per_token / math.log(2))
+
+
+def test_quadrature_and_monte_carlo_agree_on_a_tight_bound() -> None:
+    """Exact denoiser under masking: the NELBO per token equals H(p) / L (tests/test_elbo_toy.py),
+    here the empirical -log p(x) / L of the evaluated sequences. Measured on this setup: MC relative
+    standard deviation ~0.5%; the 64-point linspace quadrature reads ~1% low."""
+    data = toy_data(3, 2, seed=5)
+    process = noises.build({"kind": "masked", "eps": 0.0}, vocab_size=data.vocab_size, mask_id=data.mask_id)
+    loss = losses.build({"kind": "mdlm"}, noise=process)
+    model = ExactDenoiser(process, data, target="posterior_mean")
+    gen = torch.Generator().manual_seed(1)
+    batches = [Batch.unconditional(data.sample(2048, gen)) for _ in range(2)]
+    mc = estimate_nelbo(model, loss, batches, ElboEstimator(kind="mc", t_samples=32), 1e-4, torch.Generator().manual_seed(2))
+    quad = estimate_nelbo(model, loss, batches, ElboEstimator(kind="quadrature", t_samples=64), 1e-4, torch.Generator())
+    empirical_entropy = -float(torch.cat([data.log_prob(b.x0) for b in batches]).mean()) / data.length
+    assert mc.nll_per_token == pytest.approx(empirical_entropy, rel=0.02)
+    assert quad.nll_per_token == pytest.approx(empirical_entropy, rel=0.03)
+    assert mc.nll_per_token == pytest.approx(quad.nll_per_token, rel=0.03)
+
+
+def test_fixed_positions_are_not_counted() -> None:
+    process = noises.build({"kind": "masked", "eps": 0.0}, vocab_size=V, mask_id=MASK)
+    loss = losses.build({"kind": "mdlm"}, noise=process)
+    x0 = torch.randint(0, N, (128, 32), generator=torch.Generator().manual_seed(3))
+    fixed = torch.zeros_like(x0, dtype=torch.bool)
+    fixed[:, :16] = True
+    result = estimate_nelbo(
+        UniformPredictor(), loss, [Batch(x0=x0, fixed=fixed)], ElboEstimator(kind="quadrature", t_samples=8), 1e-3, torch.Generator()
+    )
+    assert result.tokens == 128 * 16
+    assert result.nll_per_token == pytest.approx(math.log(N), rel=0.03)
+
+
+def test_reproducible_eval_mode_and_untouched_global_rng() -> None:
+    process = noises.build({"kind": "gidd", "p_uniform": 0.2}, vocab_size=V, mask_id=MASK)
+    loss = losses.build({"kind": "gidd"}, noise=process)
+    model = UniformPredictor().train()
+    modes = []
+    model.register_forward_hook(lambda module, args, out: modes.append(module.training))
+    batches = random_batches(2, 8, 16)
+    estimator = ElboEstimator(kind="mc", t_samples=3)
+    state = torch.random.get_rng_state()
+    first = estimate_nelbo(model, loss, batches, estimator, 1e-4, torch.Generator().manual_seed(9))
+    assert torch.equal(torch.random.get_rng_state(), state)
+    second = estimate_nelbo(model, loss, batches, estimator, 1e-4, torch.Generator().manual_seed(9))
+    other = estimate_nelbo(model, loss, batches, estimator, 1e-4, torch.Generator().manual_seed(10))
+    assert first == second and first != other
+    assert model.training and modes and not any(modes)
+
+
+def test_estimation_times() -> None:
+    quad = estimation_times(3, ElboEstimator(kind="quadrature", t_samples=5), 0.01, torch.Generator())
+    torch.testing.assert_close(quad, torch.linspace(0.01, 0.99, 5)[:, None].expand(5, 3))
+    mc = estimation_times(4, ElboEstimator(kind="mc", t_samples=5), 0.0, torch.Generator().manual_seed(0))
+    strata = torch.sort((mc.flatten() * 20).floor()).values
+    assert torch.equal(strata, torch.arange(20.0))  # one draw in each of the K * B strata
+    spread = torch.sort((mc * 5).floor(), dim=0).values
+    assert torch.equal(spread, torch.arange(5.0)[:, None].expand(5, 4))  # each sequence covers [0, 1)
