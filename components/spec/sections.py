@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import AliasChoices, Field, field_validator, model_validator
 
 from components.registry import SpecModel
 from components.samplers import SAMPLERS
@@ -69,7 +69,11 @@ class EvalConfig(SpecModel):
         default_factory=dict,
         description="named sampler settings for task metrics; empty = the top-level sampler as 'default'",
     )
-    data: Path | None = Field(None, description="external evaluation file in the task's format")
+    data: Path | None = Field(
+        None,
+        validation_alias=AliasChoices("data", "puzzles"),
+        description="external evaluation file in the task's format (Sudoku: `puzzles` is an alias)",
+    )
 
 
 # --------------------------------------------------------------------------- resources

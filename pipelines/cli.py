@@ -1,0 +1,179 @@
+"""``difflab validate|run|sweep|eval|sample|leaderboard``.
+
+Every usage problem (bad spec, components that do not fit together, unknown run id, unreachable
+tracking store) is printed with what is wrong and what is allowed, and exits with status 2,
+without a traceback. A training failure exits with status 1 after marking the run FAILED.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from components.registry import BuildError
+from components.spec import Problem, SpecError, load_spec
+from pipelines.errors import RunFailed, UsageError
+
+USAGE_ERROR = 2
+RUN_FAILED = 1
+
+
+def _add_spec_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("spec", type=Path, help="YAML spec file")
+    parser.add_argument(
+        "--set", dest="overrides", action="append", default=[], metavar="PATH=VALUE",
+        help="override a leaf of the spec, e.g. --set noise.p_uniform=0.2 (repeatable)",
+    )
+
+
+def _add_uri_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--uri", help="MLflow tracking URI (default: MLFLOW_TRACKING_URI, else ./mlflow.db)")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="difflab", description="Discrete diffusion experiments from one YAML spec.")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    p = commands.add_parser("validate", help="check a spec; print it resolved, with its hash")
+    _add_spec_args(p)
+
+    p = commands.add_parser("run", help="train a spec with Ray Train, tracked in MLflow (resumes by spec hash)")
+    _add_spec_args(p)
+    p.add_argument("--address", help="Ray cluster address (default: RAY_ADDRESS, else a local Ray)")
+    p.add_argument("--fresh", action="store_true", help="discard this spec's checkpoints and start a new run")
+
+    p = commands.add_parser("sweep", help="run the spec's sweep: section with Ray Tune, then print its leaderboard")
+    _add_spec_args(p)
+    p.add_argument("--address", help="Ray cluster address (default: RAY_ADDRESS, else a local Ray)")
+    p.add_argument("--fresh", action="store_true", help="start the sweep and its trials over")
+    p.add_argument("--format", choices=["table", "md", "csv", "json", "html"], default="table")
+
+    p = commands.add_parser("eval", help="evaluate a run's checkpoint and log the metrics to that run")
+    p.add_argument("run_id")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="PATH=VALUE",
+                   help="override eval.* or sampler.* of the run's spec, e.g. --set eval.data=puzzles.csv")
+    _add_uri_arg(p)
+
+    p = commands.add_parser("sample", help="generate with a run's checkpoint; print and log the samples")
+    p.add_argument("run_id")
+    p.add_argument("-n", type=int, default=4, help="number of samples (default 4)")
+    p.add_argument("--steps", type=int, help="sampler steps (overrides the spec)")
+    p.add_argument("--sampler", help="name of one of the run's eval samplers (default: the first)")
+    _add_uri_arg(p)
+
+    p = commands.add_parser("leaderboard", help="compare runs of an experiment or a sweep")
+    p.add_argument("experiment", nargs="?", default="difflab", help="MLflow experiment (default: difflab)")
+    p.add_argument("--metric", help="ranking metric (default: the sweep's metric, else eval/elbo)")
+    p.add_argument("--mode", choices=["max", "min"], help="max or min is best")
+    p.add_argument("--sweep", metavar="RUN_ID", help="only the trials of this sweep (parent run id)")
+    p.add_argument("--format", choices=["table", "md", "csv", "json", "html"], default="table")
+    p.add_argument("--output", type=Path, help="write to this file instead of stdout")
+    p.add_argument("--plot", type=Path, metavar="FILE.png", help="plot metric curves of the top runs")
+    _add_uri_arg(p)
+    return parser
+
+
+def _print_run_summary(client, run_id: str, uri: str) -> None:  # noqa: ANN001 - MlflowClient
+    run = client.get_run(run_id)
+    table = Table(title=f"{run.info.run_name} ({run.info.status})")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for key in sorted(run.data.metrics):
+        if key.startswith("eval/") or key in ("train/loss", "train/tokens_per_s", "train/peak_memory_gib"):
+            table.add_row(key, f"{run.data.metrics[key]:.6g}")
+    Console().print(table)
+    print(f"MLflow run {run_id} in {uri}")
+
+
+def _positive(value: int | None, flag: str) -> None:
+    if value is not None and value < 1:
+        raise SpecError("command line", [Problem(flag, f"must be >= 1, got {value}")])
+
+
+def _command(args: argparse.Namespace) -> int:
+    if args.command == "validate":
+        resolved = load_spec(args.spec, args.overrides)
+        print(resolved.to_yaml(), end="")
+        print(f"# spec hash: {resolved.hash}")
+        return 0
+
+    from pipelines import leaderboard, tracking
+
+    if args.command == "run":
+        from pipelines.launch import run
+
+        resolved = load_spec(args.spec, args.overrides)
+        tracked = run(resolved, fresh=args.fresh, address=args.address)
+        _print_run_summary(tracked.client, tracked.run_id, tracked.uri)
+        return 0
+
+    if args.command == "sweep":
+        from pipelines.sweep import sweep
+
+        resolved = load_spec(args.spec, args.overrides)
+        if resolved.spec.sweep is None:
+            raise SpecError(str(args.spec), [Problem("sweep", "this spec has no sweep: section; use `difflab run`")])
+        result = sweep(resolved, address=args.address, fresh=args.fresh)
+        client = tracking.use(result.uri)
+        metric, mode = leaderboard.default_ranking(client, result.parent_run_id)
+        frame = leaderboard.build_frame(leaderboard.fetch_runs(client, result.experiment, result.parent_run_id), metric, mode)
+        print(leaderboard.render(frame, args.format, f"sweep {resolved.spec.name}: {metric} ({mode})"))
+        print(f"{result.trials} trials, {result.errors} failed; parent run {result.parent_run_id} in {result.uri}")
+        return 0
+
+    uri = tracking.resolve_uri(args.uri)
+    tracking.check_reachable(uri)
+
+    if args.command == "eval":
+        from pipelines.evaluate import eval_run
+
+        metrics = eval_run(uri, args.run_id, args.overrides)
+        for key in sorted(metrics):
+            print(f"{key}: {metrics[key]:.6g}")
+        return 0
+
+    if args.command == "sample":
+        from pipelines.evaluate import sample_run
+
+        _positive(args.n, "-n")
+        _positive(args.steps, "--steps")
+        for i, text in enumerate(sample_run(uri, args.run_id, args.n, args.steps, args.sampler)):
+            print(f"--- sample {i}\n{text}")
+        return 0
+
+    client = tracking.use(uri)
+    metric, mode = leaderboard.default_ranking(client, args.sweep)
+    metric, mode = args.metric or metric, args.mode or mode
+    frame = leaderboard.build_frame(leaderboard.fetch_runs(client, args.experiment, args.sweep), metric, mode)
+    text = leaderboard.render(frame, args.format, f"{args.experiment}: {metric} ({mode})")
+    if args.output:
+        args.output.write_text(text)
+        print(f"wrote {args.output}")
+    else:
+        print(text)
+    if args.plot:
+        print(f"wrote {leaderboard.plot(client, frame, metric, args.plot)}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return _command(args)
+    except SpecError as err:
+        print(err.render(), file=sys.stderr)
+        return USAGE_ERROR
+    except (BuildError, UsageError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return USAGE_ERROR
+    except RunFailed as err:
+        print(f"training failed: {err}", file=sys.stderr)
+        return RUN_FAILED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,105 @@
+"""``difflab eval`` / ``difflab sample``: reload a finished run from MLflow and its checkpoint."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import yaml
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
+
+from components.batch import Batch
+from components.experiment import Experiment, build_experiment
+from components.spec import ResolvedSpec, SpecError, validate
+from components.spec.errors import Problem
+from components.spec.loading import apply_overrides
+from pipelines import checkpoint, tracking
+from pipelines.errors import UsageError
+from pipelines.launch import cache_dir
+from pipelines.train import evaluate as evaluate_model
+
+EDITABLE_PREFIXES = ("eval.", "sampler.")
+
+
+class UnknownRun(UsageError):
+    """The run id is not in the tracking store, or has no checkpoint (CLI exit 2)."""
+
+
+@dataclass
+class LoadedRun:
+    client: MlflowClient
+    run_id: str
+    resolved: ResolvedSpec
+    experiment: Experiment
+    model: torch.nn.Module
+    step: int
+    device: torch.device
+
+
+def load_run(uri: str, run_id: str, overrides: list[str] | None = None) -> LoadedRun:
+    """The run's logged spec (with eval./sampler. overrides) and its latest checkpoint's weights
+    (EMA weights when the run kept them)."""
+    client = tracking.use(uri)
+    try:
+        run = client.get_run(run_id)
+    except MlflowException:
+        raise UnknownRun(f"no run with id {run_id!r} in the tracking store {uri}") from None
+    label = f"run {run_id}"
+    bad = [o for o in overrides or [] if not o.startswith(EDITABLE_PREFIXES)]
+    if bad:
+        raise SpecError(label, [Problem(o.split("=")[0], f"only {' and '.join(EDITABLE_PREFIXES)}* can be changed when reloading a run") for o in bad])
+    try:
+        text = Path(client.download_artifacts(run_id, tracking.SPEC_ARTIFACT)).read_text()
+    except (MlflowException, OSError):
+        raise UnknownRun(f"run {run_id} has no {tracking.SPEC_ARTIFACT} artifact; it was not made by difflab") from None
+    data = apply_overrides(yaml.safe_load(text), overrides or [], label)
+    resolved = validate(data, label)
+    run_dir = Path(run.data.tags.get(tracking.TAG_RUN_DIR, ""))
+    latest = checkpoint.latest_checkpoint(run_dir) if run_dir.name else None
+    if latest is None:
+        raise UnknownRun(f"run {run_id} has no checkpoint under {run_dir or '<no run folder tag>'}")
+    experiment = build_experiment(resolved.spec, cache_dir())
+    experiment.task.prepare()
+    shared, _ = checkpoint.load(latest, rank=0)
+    model = experiment.model
+    model.load_state_dict(shared["ema"] if shared.get("ema") is not None else shared["model"])
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    model.to(device).eval()
+    return LoadedRun(client, run_id, resolved, experiment, model, int(shared["step"]), device)
+
+
+def eval_run(uri: str, run_id: str, overrides: list[str] | None = None) -> dict[str, float]:
+    """Evaluate the run's checkpoint as its spec (plus overrides) says; log ``eval/*`` to the run."""
+    loaded = load_run(uri, run_id, overrides)
+    started = time.perf_counter()
+    metrics, artifacts = evaluate_model(loaded.experiment, loaded.model, loaded.device, loaded.resolved.spec.train.seed + 10_007)
+    metrics["seconds"] = time.perf_counter() - started
+    prefixed = {f"eval/{k}": v for k, v in metrics.items()}
+    logger = tracking.RunLogger(uri, run_id)
+    for key, value in prefixed.items():
+        loaded.client.log_metric(run_id, key, value, step=loaded.step)
+    for name, text in artifacts.items():
+        logger.log_text(text, f"eval/cli_{int(time.time())}/{name}")
+    return prefixed
+
+
+def sample_run(uri: str, run_id: str, n: int, steps: int | None, sampler: str | None) -> list[str]:
+    """Generate ``n`` unconditional samples (or complete ``n`` eval sequences for conditional
+    tasks) with a named eval sampler; log them as a text artifact of the run."""
+    loaded = load_run(uri, run_id)
+    exp = loaded.experiment
+    names = list(exp.samplers)
+    chosen = sampler or names[0]
+    if chosen not in exp.samplers:
+        raise SpecError(f"run {run_id}", [Problem("--sampler", f"unknown sampler {chosen!r}; this run has: {', '.join(names)}")])
+    batches = exp.task.eval_batches(n, 1)
+    batch = next(iter(batches))
+    batch = Batch(x0=batch.x0[:n], fixed=batch.fixed[:n], valid=None if batch.valid is None else batch.valid[:n]).to(loaded.device)
+    with torch.no_grad():
+        out = exp.samplers[chosen].generate(loaded.model, exp.noise, batch, steps)
+    texts = [exp.task.decode(row) for row in out.tokens.cpu()]
+    tracking.RunLogger(uri, run_id).log_text("\n\n".join(texts), f"samples/{chosen}_{int(time.time())}.txt")
+    return texts

@@ -1,0 +1,143 @@
+"""Leaderboards: MLflow runs -> polars frame -> terminal / markdown / csv / json / html / plot.
+
+Columns: run name, status, the params that differ between the listed runs (the swept ones for a
+sweep), the ranking metric, a few key metrics (validation ELBO and PPL, final training loss,
+tokens/s) and the duration; sorted by the ranking metric, runs without it last.
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from typing import Literal
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import polars as pl  # noqa: E402
+from mlflow.entities import Run  # noqa: E402
+from mlflow.tracking import MlflowClient  # noqa: E402
+from rich.console import Console  # noqa: E402
+from rich.table import Table  # noqa: E402
+
+from pipelines.errors import UsageError  # noqa: E402
+from pipelines.tracking import TAG_KIND  # noqa: E402
+
+Format = Literal["table", "md", "csv", "json", "html"]
+KEY_METRICS = ("eval/elbo", "eval/ppl", "train/loss", "train/tokens_per_s")
+IGNORED_PARAM_PREFIXES = ("sweep.", "tracking.", "name")
+
+
+class LeaderboardError(UsageError):
+    """Unknown experiment or sweep run (CLI exit 2)."""
+
+
+def fetch_runs(client: MlflowClient, experiment: str, sweep_run_id: str | None = None) -> list[Run]:
+    """Training runs of an experiment (sweep parents excluded), or the trials of one sweep."""
+    if sweep_run_id is not None:
+        try:
+            parent = client.get_run(sweep_run_id)
+        except Exception:  # noqa: BLE001 - MLflow raises several types for unknown ids
+            raise LeaderboardError(f"no run with id {sweep_run_id!r} in the tracking store") from None
+        return client.search_runs(
+            [parent.info.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{sweep_run_id}'"
+        )
+    found = client.get_experiment_by_name(experiment)
+    if found is None:
+        names = ", ".join(e.name for e in client.search_experiments()) or "none"
+        raise LeaderboardError(f"no experiment named {experiment!r}; experiments: {names}")
+    runs = client.search_runs([found.experiment_id])
+    return [r for r in runs if r.data.tags.get(TAG_KIND) != "sweep"]
+
+
+def default_ranking(client: MlflowClient, sweep_run_id: str | None) -> tuple[str, str]:
+    """(metric, mode): the sweep's own objective for a sweep, else validation ELBO (min)."""
+    if sweep_run_id is not None:
+        params = client.get_run(sweep_run_id).data.params
+        if "sweep.metric" in params:
+            return params["sweep.metric"], params.get("sweep.mode", "max")
+    return "eval/elbo", "min"
+
+
+def _status(run: Run) -> str:
+    if run.data.tags.get("difflab.stopped_early") == "true":
+        return "STOPPED"
+    return run.info.status
+
+
+def build_frame(runs: list[Run], metric: str, mode: str) -> pl.DataFrame:
+    """One row per run; ``metric`` first among metric columns, sorted best first."""
+    params = [{k: v for k, v in r.data.params.items() if not k.startswith(IGNORED_PARAM_PREFIXES)} for r in runs]
+    keys = sorted({k for p in params for k in p})
+    varying = [k for k in keys if len({p.get(k) for p in params}) > 1]
+    rows = []
+    for run, p in zip(runs, params):
+        duration = (run.info.end_time - run.info.start_time) / 1000 if run.info.end_time else None
+        row: dict[str, object] = {
+            "run": run.info.run_name or run.info.run_id,
+            "status": _status(run),
+            **{k: p.get(k) for k in varying},
+            metric: run.data.metrics.get(metric),
+            **{m: run.data.metrics.get(m) for m in KEY_METRICS if m != metric},
+            "duration_s": duration,
+            "run_id": run.info.run_id,
+        }
+        rows.append(row)
+    schema = {k: pl.Utf8 for k in ("run", "status", *varying, "run_id")}
+    schema |= {m: pl.Float64 for m in (metric, *KEY_METRICS, "duration_s")}
+    frame = pl.DataFrame(rows, schema={k: schema[k] for k in (rows[0] if rows else schema)})
+    if frame.is_empty():
+        return frame
+    return frame.sort(metric, descending=mode == "max", nulls_last=True)
+
+
+def render(frame: pl.DataFrame, fmt: Format, title: str) -> str:
+    """The frame as text in the requested format."""
+    if fmt == "csv":
+        return frame.write_csv()
+    if fmt == "json":
+        return frame.write_json()
+    shown = frame.with_columns(pl.col(pl.Float64).round_sig_figs(5))
+    if fmt == "md":
+        with pl.Config(
+            tbl_formatting="MARKDOWN",
+            tbl_hide_column_data_types=True,
+            tbl_hide_dataframe_shape=True,
+            tbl_rows=-1,
+            tbl_cols=-1,
+            fmt_str_lengths=200,
+            tbl_width_chars=10_000,
+        ):
+            return f"### {title}\n\n{shown}\n"
+    if fmt == "html":
+        return shown.to_pandas().to_html(index=False, na_rep="", border=0)
+    table = Table(title=title, show_lines=False)
+    for column in shown.columns:
+        table.add_column(column, overflow="fold")
+    for row in shown.iter_rows():
+        table.add_row(*("" if v is None else str(v) for v in row))
+    buffer = io.StringIO()
+    Console(file=buffer, width=max(120, 16 * len(shown.columns)), force_terminal=False).print(table)
+    return buffer.getvalue()
+
+
+def plot(client: MlflowClient, frame: pl.DataFrame, metric: str, path: Path, top: int = 8) -> Path:
+    """Curves over steps of ``metric`` and of the training loss for the ``top`` best runs."""
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
+    for row in frame.head(top).iter_rows(named=True):
+        for ax, key in zip(axes, (metric, "train/loss")):
+            history = sorted(client.get_metric_history(row["run_id"], key), key=lambda m: m.step)
+            if history:
+                ax.plot([m.step for m in history], [m.value for m in history], marker="o" if len(history) < 20 else None, label=row["run"])
+    for ax, key in zip(axes, (metric, "train/loss")):
+        ax.set_xlabel("step")
+        ax.set_ylabel(key)
+        ax.set_title(key)
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=7)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
