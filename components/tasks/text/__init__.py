@@ -1,0 +1,2 @@
+"""The ``text`` task: sources, tokenizers, packing, caches and the resumable stream (task.py
+registers the kind)."""
