@@ -9,6 +9,7 @@ from toy import ExactDenoiser, toy_data
 
 from components import losses, noise as noises
 from components.batch import Batch
+from components.losses.base import Loss, LossOutput
 from components.metrics.elbo import estimate_nelbo, estimation_times
 from components.spec.sections import ElboEstimator
 
@@ -33,12 +34,16 @@ def random_batches(count: int, size: int, length: int, seed: int = 0) -> list[Ba
     return [Batch.unconditional(torch.randint(0, N, (size, length), generator=gen)) for _ in range(count)]
 
 
+MC, QUADRATURE = ElboEstimator(kind="mc", t_samples=2), ElboEstimator(kind="quadrature", t_samples=16)
+
+
 @pytest.mark.parametrize("loss_kind", ["mdlm", "gidd"])
-@pytest.mark.parametrize("estimator", [ElboEstimator(kind="mc", t_samples=2), ElboEstimator(kind="quadrature", t_samples=16)])
+@pytest.mark.parametrize("estimator", [MC, QUADRATURE], ids=["mc", "quadrature"])
 def test_uniform_predictor_costs_log_n_per_token(loss_kind: str, estimator: ElboEstimator) -> None:
     """With alpha_t = 1 - t: per token, E[1[masked] log N / t] = log N at every t."""
     process = noises.build({"kind": "masked", "eps": 0.0}, vocab_size=V, mask_id=MASK)
-    loss = losses.build({"kind": loss_kind, "weighting": "none"} if loss_kind == "gidd" else {"kind": "mdlm"}, noise=process)
+    section = {"kind": "gidd", "weighting": "none"} if loss_kind == "gidd" else {"kind": "mdlm"}
+    loss = losses.build(section, noise=process)
     batches = random_batches(4, 64, 64)
     result = estimate_nelbo(UniformPredictor(), loss, batches, estimator, 1e-3, torch.Generator().manual_seed(0))
     assert result.tokens == 4 * 64 * 64
@@ -57,8 +62,10 @@ def test_quadrature_and_monte_carlo_agree_on_a_tight_bound() -> None:
     model = ExactDenoiser(process, data, target="posterior_mean")
     gen = torch.Generator().manual_seed(1)
     batches = [Batch.unconditional(data.sample(2048, gen)) for _ in range(2)]
-    mc = estimate_nelbo(model, loss, batches, ElboEstimator(kind="mc", t_samples=32), 1e-4, torch.Generator().manual_seed(2))
-    quad = estimate_nelbo(model, loss, batches, ElboEstimator(kind="quadrature", t_samples=64), 1e-4, torch.Generator())
+    mc_estimator = ElboEstimator(kind="mc", t_samples=32)
+    mc = estimate_nelbo(model, loss, batches, mc_estimator, 1e-4, torch.Generator().manual_seed(2))
+    quad_estimator = ElboEstimator(kind="quadrature", t_samples=64)
+    quad = estimate_nelbo(model, loss, batches, quad_estimator, 1e-4, torch.Generator())
     empirical_entropy = -float(torch.cat([data.log_prob(b.x0) for b in batches]).mean()) / data.length
     assert mc.nll_per_token == pytest.approx(empirical_entropy, rel=0.02)
     assert quad.nll_per_token == pytest.approx(empirical_entropy, rel=0.03)
@@ -71,11 +78,32 @@ def test_fixed_positions_are_not_counted() -> None:
     x0 = torch.randint(0, N, (128, 32), generator=torch.Generator().manual_seed(3))
     fixed = torch.zeros_like(x0, dtype=torch.bool)
     fixed[:, :16] = True
-    result = estimate_nelbo(
-        UniformPredictor(), loss, [Batch(x0=x0, fixed=fixed)], ElboEstimator(kind="quadrature", t_samples=8), 1e-3, torch.Generator()
-    )
+    batches = [Batch(x0=x0, fixed=fixed)]
+    estimator = ElboEstimator(kind="quadrature", t_samples=8)
+    result = estimate_nelbo(UniformPredictor(), loss, batches, estimator, 1e-3, torch.Generator())
     assert result.tokens == 128 * 16
     assert result.nll_per_token == pytest.approx(math.log(N), rel=0.03)
+
+
+class ConstantLoss(Loss):
+    """elbo = the sequence's first token id at every scored position (no model call)."""
+
+    def __call__(self, logits, x0, zt, t, mask=None):
+        raise NotImplementedError
+
+    def objective(self, model, batch, t):
+        elbo = torch.where(batch.scored, batch.x0[:, :1].double(), 0.0)
+        return LossOutput(loss=elbo.mean(), elbo=elbo)
+
+
+def test_accumulation_is_token_weighted() -> None:
+    small = Batch(x0=torch.full((2, 5), 1), fixed=torch.zeros(2, 5, dtype=torch.bool))
+    large = Batch(x0=torch.full((3, 10), 3), fixed=torch.zeros(3, 10, dtype=torch.bool))
+    large.fixed[:, :2] = True
+    estimator = ElboEstimator(kind="mc", t_samples=3)
+    result = estimate_nelbo(UniformPredictor(), ConstantLoss(), [small, large], estimator, 1e-3, torch.Generator())
+    assert result.tokens == 10 + 24
+    assert result.nll_per_token == pytest.approx((10 * 1 + 24 * 3) / 34, rel=1e-12)
 
 
 def test_reproducible_eval_mode_and_untouched_global_rng() -> None:

@@ -73,7 +73,9 @@ TIGHT_CASES = [
 @pytest.mark.parametrize(
     "name, shape, points, tolerance", TIGHT_CASES, ids=[f"{c[0]}-N{c[1][0]}L{c[1][1]}" for c in TIGHT_CASES]
 )
-def test_leave_one_out_denoiser_attains_the_nll(name: str, shape: tuple[int, int], points: int, tolerance: float) -> None:
+def test_leave_one_out_denoiser_attains_the_nll(
+    name: str, shape: tuple[int, int], points: int, tolerance: float
+) -> None:
     data = toy_data(*shape, seed=sum(shape))
     noise = noises.build(NOISES[name], vocab_size=data.vocab_size, mask_id=data.mask_id)
     elbo = exact_elbo(noise, data, "leave_one_out", points)

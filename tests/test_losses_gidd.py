@@ -88,7 +88,9 @@ def brute_force_terms(process, logits, x0, zt, t):
 
 
 @pytest.mark.parametrize(
-    "section", [{"kind": "gidd", "p_uniform": 0.3}, {"kind": "uniform"}, {"kind": "masked"}], ids=["gidd", "uniform", "masked"]
+    "section",
+    [{"kind": "gidd", "p_uniform": 0.3}, {"kind": "uniform"}, {"kind": "masked"}],
+    ids=["gidd", "uniform", "masked"],
 )
 def test_kl_and_is_match_brute_force(section: dict) -> None:
     process = build_noise(section)

@@ -72,5 +72,6 @@ def test_jumps_back_onto_the_clean_token_are_scored() -> None:
 
 def test_requirements() -> None:
     assert losses.LOSSES.config_model("x0_ce").requires_noise == ("masked", "uniform", "gidd")
+    process = noises.build({"kind": "masked"}, vocab_size=V, mask_id=MASK)
     with pytest.raises(BuildError):
-        losses.build({"kind": "x0_ce", "label_smoothing": 0.1}, noise=noises.build({"kind": "masked"}, vocab_size=V, mask_id=MASK))
+        losses.build({"kind": "x0_ce", "label_smoothing": 0.1}, noise=process)

@@ -28,7 +28,8 @@ def build(section: dict) -> noises.NoiseProcess:
 
 def frequencies(tokens: torch.Tensor) -> torch.Tensor:
     """Float64[B, V] empirical distribution of each row of Long[B, L]."""
-    counts = torch.zeros(tokens.shape[0], V, dtype=torch.float64).scatter_add_(1, tokens, torch.ones_like(tokens, dtype=torch.float64))
+    ones = torch.ones_like(tokens, dtype=torch.float64)
+    counts = torch.zeros(tokens.shape[0], V, dtype=torch.float64).scatter_add_(1, tokens, ones)
     return counts / tokens.shape[1]
 
 

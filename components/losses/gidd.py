@@ -97,7 +97,9 @@ def elbo_terms(
     beta_pi_x = beta_pi.gather(1, x0)
     q_x_x = alpha[:, None] + beta_pi_x
     neg_entropy = (
-        torch.xlogy(beta_pi, beta_pi).sum(-1, keepdim=True) - torch.xlogy(beta_pi_x, beta_pi_x) + torch.xlogy(q_x_x, q_x_x)
+        torch.xlogy(beta_pi, beta_pi).sum(-1, keepdim=True)
+        - torch.xlogy(beta_pi_x, beta_pi_x)
+        + torch.xlogy(q_x_x, q_x_x)
     )
     cross = alpha[:, None] * log_q_hat.gather(-1, x0[..., None]).squeeze(-1).double() + (
         log_q_hat * beta_pi.float()[:, None, :]

@@ -58,6 +58,10 @@ class GiddNoise(InterpolatingNoise):
         c_prime = 0.5 * self.gamma * b * (1.0 - 2.0 * t) * s.pow(0.5 * self.gamma - 1.0)
         return c, (1.0 + c).clamp_min(C_MIN), c_prime
 
+    def mixing_vectors(self, device: torch.device | str) -> tuple[torch.Tensor, torch.Tensor]:
+        """(e_m, u), each Float64[V]: the mask point mass and the uniform over non-mask tokens."""
+        return mask_vector(self.vocab_size, self.mask_id, device), uniform_vector(self.vocab_size, self.mask_id, device)
+
     def alpha(self, t: torch.Tensor) -> torch.Tensor:
         _, big_c, _ = self.mixing_rates(t)
         return (1.0 - t.double()) / big_c
@@ -68,13 +72,13 @@ class GiddNoise(InterpolatingNoise):
 
     def beta_pi(self, t: torch.Tensor) -> torch.Tensor:
         c, big_c, _ = self.mixing_rates(t)
-        e_m, u = mask_vector(self.vocab_size, self.mask_id, t.device), uniform_vector(self.vocab_size, self.mask_id, t.device)
+        e_m, u = self.mixing_vectors(t.device)
         return (t.double()[:, None] * e_m + c[:, None] * u) / big_c[:, None]
 
     def beta_pi_prime(self, t: torch.Tensor) -> torch.Tensor:
         """d/dt [(t e_m + c_t u) / C_t] = ((C_t - t c'_t) e_m + c'_t u) / C_t^2, using C_t - c_t = 1."""
         _, big_c, c_prime = self.mixing_rates(t)
-        e_m, u = mask_vector(self.vocab_size, self.mask_id, t.device), uniform_vector(self.vocab_size, self.mask_id, t.device)
+        e_m, u = self.mixing_vectors(t.device)
         return ((big_c - t.double() * c_prime)[:, None] * e_m + c_prime[:, None] * u) / big_c[:, None] ** 2
 
     def prior(self, shape: tuple[int, ...], device: torch.device | str = "cpu") -> torch.Tensor:

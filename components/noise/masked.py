@@ -18,7 +18,8 @@ class MaskedNoiseConfig(SpecModel):
 
     kind: Literal["masked"] = "masked"
     schedule: Literal["loglinear", "cosine"] = Field(
-        "loglinear", description="loglinear: alpha_t = 1 - (1 - eps) t; cosine: alpha_t = 1 - cos(pi/2 (1 - (1 - eps) t))"
+        "loglinear",
+        description="loglinear: alpha_t = 1 - (1 - eps) t; cosine: alpha_t = 1 - cos(pi/2 (1 - (1 - eps) t))",
     )
     eps: float = Field(1e-3, ge=0.0, lt=1.0, description="schedule offset; alpha_1 = eps for loglinear")
 

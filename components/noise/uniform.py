@@ -19,7 +19,8 @@ class UniformNoiseConfig(SpecModel):
 
     kind: Literal["uniform"] = "uniform"
     schedule: Literal["loglinear", "cosine"] = Field(
-        "loglinear", description="loglinear: alpha_t = 1 - (1 - eps) t; cosine: alpha_t = 1 - cos(pi/2 (1 - (1 - eps) t))"
+        "loglinear",
+        description="loglinear: alpha_t = 1 - (1 - eps) t; cosine: alpha_t = 1 - cos(pi/2 (1 - (1 - eps) t))",
     )
     eps: float = Field(1e-3, ge=0.0, lt=1.0, description="schedule offset; alpha_1 = eps for loglinear")
 
