@@ -121,6 +121,8 @@ def test_reproducible_eval_mode_and_untouched_global_rng() -> None:
     other = estimate_nelbo(model, loss, batches, estimator, 1e-4, torch.Generator().manual_seed(10))
     assert first == second and first != other
     assert model.training and modes and not any(modes)
+    with pytest.raises(ValueError):
+        estimate_nelbo(model, loss, batches, ElboEstimator(kind="quadrature", t_samples=3), 0.0, torch.Generator())
 
 
 def test_estimation_times() -> None:

@@ -65,7 +65,10 @@ def estimate_nelbo(
     Every batch is scored estimator.t_samples times (see :func:`estimation_times`); z_t is drawn
     from the global RNG re-seeded from ``generator`` inside a forked RNG state, so the result is
     reproducible for a seeded generator and training RNG streams are left untouched. The model
-    runs in eval mode (restored afterwards) on its own device."""
+    runs in eval mode (restored afterwards) on its own device. ``eps`` must lie in (0, 1/2): the
+    ELBO weights are singular at t = 0 and t = 1."""
+    if not 0.0 < eps < 0.5:
+        raise ValueError(f"eps must be in (0, 0.5), got {eps}")
     device = _device(model)
     was_training = model.training
     model.eval()
