@@ -98,17 +98,18 @@ class AncestralSampler(Sampler):
         for t, s in zip(grid, grid[1:] + [0.0]):
             t_model = torch.full((len(rows),), t, dtype=torch.float32, device=z.device)
             logits = model_logits(model, z, t_model, fixed, valid)
-            z = torch.where(fixed, x0, self.step(noise, logits, z, t, s))
+            z = torch.where(fixed, x0, sample_categorical(self.posterior(noise, logits, z, t, s)))
         tokens[rows] = z
         nfe[rows] = steps
         return Generation(tokens, nfe)
 
-    def step(
+    def posterior(
         self, noise: InterpolatingNoise, logits: torch.Tensor, zt: torch.Tensor, t: float, s: float
     ) -> torch.Tensor:
-        """Draw z_s: Long[n, L] from q(z_s | z_t, x_hat) given logits Float[n, L, V] at time t
-        and 0 <= s < t. A position whose posterior has no mass (x_hat(z_t) = 0 where only staying
-        is possible) keeps z_t."""
+        """q(z_s | z_t, x_hat): Float64[n, L, V], per position, given logits Float[n, L, V] at
+        time t, z_t: Long[n, L] and 0 <= s < t; entries below min_p are zeroed (the largest is
+        always kept) and the rest renormalised. A position whose posterior has no mass
+        (x_hat(z_t) = 0 where only staying is possible) keeps z_t."""
         vocab = logits.shape[-1]
         times = torch.tensor([t, s], dtype=torch.float64, device=zt.device)
         alpha = noise.alpha(times).double()  # [2]
@@ -125,4 +126,5 @@ class AncestralSampler(Sampler):
         if self.config.min_p > 0.0:
             keep = (posterior >= self.config.min_p) | (posterior == posterior.amax(-1, keepdim=True))
             posterior = posterior * keep
-        return sample_categorical(posterior)
+            posterior = posterior / posterior.sum(-1, keepdim=True)
+        return posterior
