@@ -15,13 +15,13 @@ from typing import Any
 
 import ray
 from mlflow.tracking import MlflowClient
-from ray.train import FailureConfig, RunConfig, ScalingConfig, UserCallback
+from ray.train import FailureConfig, LoggingConfig, RunConfig, ScalingConfig, UserCallback
 from ray.train.torch import TorchConfig, TorchTrainer
 
 from components.experiment import build_task, check_buildable
 from components.spec import ResolvedSpec
 from pipelines import checkpoint, tracking
-from pipelines.errors import RunFailed
+from pipelines.errors import RunFailed, UsageError
 from pipelines.train import train_worker, worker_config
 
 
@@ -35,10 +35,17 @@ def run_dir_for(resolved: ResolvedSpec) -> Path:
 
 
 def prepare(resolved: ResolvedSpec) -> None:
-    """Build the task's caches once, in the driver, and check the components fit together."""
-    task = build_task(resolved.spec, cache_dir())
-    task.prepare()
-    check_buildable(resolved.spec, task)
+    """Build the task's caches once, in the driver, and check the components fit together and
+    that the files the spec names exist, so a bad spec fails before any worker starts."""
+    spec = resolved.spec
+    if spec.eval.data is not None and not Path(spec.eval.data).is_file():
+        raise UsageError(f"eval.data: file not found: {spec.eval.data}")
+    task = build_task(spec, cache_dir())
+    try:
+        task.prepare()
+    except (FileNotFoundError, ValueError) as err:
+        raise UsageError(f"task ({spec.task.kind}): {err}") from None
+    check_buildable(spec, task)
 
 
 def ensure_ray(address: str | None) -> None:
@@ -88,6 +95,7 @@ def make_trainer(
             storage_path=str(run_dir.parent),
             failure_config=FailureConfig(max_failures=res.max_failures, controller_failure_limit=2),
             callbacks=callbacks,
+            logging_config=LoggingConfig(log_level="WARNING"),  # our progress lines replace Ray's per-report INFO
         ),
     )
 

@@ -9,7 +9,6 @@ evaluation, so Tune schedulers see the same metrics).
 from __future__ import annotations
 
 import copy
-import logging
 import math
 import random
 import resource
@@ -128,7 +127,6 @@ class _Window:
 
 def train_worker(config: dict[str, Any]) -> None:
     """Ray Train ``train_loop_per_worker``: train the spec in ``config`` (a :class:`WorkerConfig`)."""
-    logging.getLogger("ray.train").setLevel(logging.WARNING)  # our progress replaces per-report lines
     job = WorkerConfig(**config)
     resolved = validate(job.spec)
     spec = resolved.spec

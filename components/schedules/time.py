@@ -30,12 +30,12 @@ class TimeSampler:
 
 class UniformTimeConfig(SpecModel):
     kind: Literal["uniform"] = "uniform"
-    eps: float = Field(1e-4, ge=0.0, lt=0.5, description="t is mapped into [eps, 1 - eps]")
+    eps: float = Field(1e-4, gt=0.0, lt=0.5, description="t is mapped into [eps, 1 - eps]; > 0 keeps ELBO weights finite")
 
 
 class LowDiscrepancyTimeConfig(SpecModel):
     kind: Literal["low_discrepancy"] = "low_discrepancy"
-    eps: float = Field(1e-4, ge=0.0, lt=0.5, description="t is mapped into [eps, 1 - eps]")
+    eps: float = Field(1e-4, gt=0.0, lt=0.5, description="t is mapped into [eps, 1 - eps]; > 0 keeps ELBO weights finite")
 
 
 @TIME_SAMPLERS.register(UniformTimeConfig)
