@@ -194,6 +194,8 @@ def train_worker(config: dict[str, Any]) -> None:
 
     while step < total:
         started = time.perf_counter()
+        for part in (exp.noise, exp.loss, module):
+            part.set_progress(step / total)
         optimizer.zero_grad(set_to_none=True)
         for i in range(accum):
             batch = next(stream).to(device)

@@ -17,6 +17,12 @@ class Backbone(nn.Module):
     ``valid`` False marks padding, which must not be attended to.
     """
 
+    def set_progress(self, fraction: float) -> None:
+        """Training progress in [0, 1] (step / steps), set by the training loop before every
+        step, for curricula (e.g. an edit stage switched on late, an annealed gate). Stateless
+        components ignore it; behaviour must depend only on the latest value, so resuming at a
+        step reproduces it."""
+
     def num_parameters(self, exclude_embeddings: bool = True) -> int:
         """Parameter count; by default without token/position embeddings, as papers report."""
         total = sum(p.numel() for p in self.parameters())

@@ -48,6 +48,12 @@ class Loss(ABC):
         """logits: Float[B, L, V] (or a backbone's named tuple); x0, zt: Long[B, L]; t: Float[B];
         mask: Bool[B, L] positions to score (default: all)."""
 
+    def set_progress(self, fraction: float) -> None:
+        """Training progress in [0, 1] (step / steps), set by the training loop before every
+        step, for curricula (e.g. an edit stage switched on late, an annealed gate). Stateless
+        components ignore it; behaviour must depend only on the latest value, so resuming at a
+        step reproduces it."""
+
     def objective(self, model: torch.nn.Module, batch: Batch, t: torch.Tensor) -> LossOutput:
         """Noise the batch at times t, run the model, score. Losses with several passes override."""
         zt = self.noise.sample(batch.x0, t, batch.fixed)

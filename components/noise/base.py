@@ -44,6 +44,12 @@ class NoiseProcess(ABC):
     def prior(self, shape: tuple[int, ...], device: torch.device | str = "cpu") -> torch.Tensor:
         """Draw z_1 from the prior. Returns Long[shape]."""
 
+    def set_progress(self, fraction: float) -> None:
+        """Training progress in [0, 1] (step / steps), set by the training loop before every
+        step, for curricula (e.g. an edit stage switched on late, an annealed gate). Stateless
+        components ignore it; behaviour must depend only on the latest value, so resuming at a
+        step reproduces it."""
+
     def marginal(self, p0: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         """q_t(. | p0) for a distribution p0: Float[B, ..., V], t: Float[B] -> Float[B, ..., V].
 
