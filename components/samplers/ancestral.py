@@ -9,7 +9,6 @@ from __future__ import annotations
 from typing import ClassVar, Literal
 
 import torch
-import torch.nn.functional as F
 from pydantic import Field
 
 from components.batch import Batch
@@ -37,7 +36,8 @@ def sample_categorical(probs: torch.Tensor) -> torch.Tensor:
     Long[...]. Exponential race in float64: argmax_v p_v / E_v with E_v ~ Exp(1) returns v with
     probability p_v / sum(p); zero-weight entries are never drawn."""
     probs = probs.double()
-    return (probs / torch.empty_like(probs).exponential_()).argmax(-1)
+    race = torch.empty_like(probs).exponential_()
+    return torch.div(probs, race, out=race).argmax(-1)
 
 
 class AncestralConfig(SpecModel):
@@ -110,21 +110,24 @@ class AncestralSampler(Sampler):
         time t, z_t: Long[n, L] and 0 <= s < t; entries below min_p are zeroed (the largest is
         always kept) and the rest renormalised. A position whose posterior has no mass
         (x_hat(z_t) = 0 where only staying is possible) keeps z_t."""
-        vocab = logits.shape[-1]
         times = torch.tensor([t, s], dtype=torch.float64, device=zt.device)
         alpha = noise.alpha(times).double()  # [2]
         beta_pi = noise.beta_pi(times).double()  # [2, V]
         alpha_ts = alpha[0] / alpha[1]
         beta_pi_ts = (beta_pi[0] - alpha_ts * beta_pi[1]).clamp_min(0.0)  # [V]
 
-        x_hat = clean_log_probs(logits / self.config.temperature, noise.mask_id).double().exp()
-        q_s = alpha[1] * x_hat + beta_pi[1]  # [n, L, V]
-        stay = F.one_hot(zt, vocab).double()
-        posterior = (alpha_ts * stay + beta_pi_ts[zt].unsqueeze(-1)) * q_s
-        posterior = posterior / posterior.sum(-1, keepdim=True)
-        posterior = torch.where(posterior.isfinite(), posterior, stay)
+        # Built in place on one float64 [n, L, V] buffer (V can be a 50k-token vocabulary):
+        # posterior(v) = beta_pi_ts(z_t) q_s(v) + alpha_ts q_s(z_t) 1[v = z_t].
+        x_hat = clean_log_probs(logits / self.config.temperature, noise.mask_id).exp().double()
+        q_s = x_hat.mul_(alpha[1]).add_(beta_pi[1])
+        index = zt.unsqueeze(-1)
+        stay = alpha_ts * q_s.gather(-1, index)
+        posterior = q_s.mul_(beta_pi_ts[index]).scatter_add_(-1, index, stay)
+        norm = posterior.sum(-1, keepdim=True)
+        stuck = norm == 0
+        posterior = posterior.div_(norm.masked_fill(stuck, 1.0)).scatter_add_(-1, index, stuck.double())
         if self.config.min_p > 0.0:
             keep = (posterior >= self.config.min_p) | (posterior == posterior.amax(-1, keepdim=True))
-            posterior = posterior * keep
-            posterior = posterior / posterior.sum(-1, keepdim=True)
+            posterior = posterior.mul_(keep)
+            posterior = posterior.div_(posterior.sum(-1, keepdim=True))
         return posterior
