@@ -2,7 +2,7 @@
 
 from typing import Any
 
-from components.backbones import dit, encoder  # noqa: F401  (registers the kinds)
+from components.backbones import causal, dit, encoder  # noqa: F401  (registers the kinds)
 from components.backbones.base import Backbone
 from components.backbones.registry import BACKBONES
 from components.registry import SpecModel

@@ -1,4 +1,5 @@
-"""Bidirectional multi-head self-attention with rotary positions, on top of PyTorch SDPA."""
+"""Multi-head self-attention with rotary positions, on top of PyTorch SDPA: bidirectional by
+default, causal on request (``causal=True``)."""
 
 from __future__ import annotations
 
@@ -21,7 +22,9 @@ class RotarySelfAttention(nn.Module):
     """x: Float[B, L, width] -> Float[B, L, width]; QKV and output projections without bias.
 
     RoPE is applied to q and k for positions 0 .. L-1 (L <= ``seq_len``); padding keys
-    (``valid`` False) are masked out; attention is bidirectional."""
+    (``valid`` False) are masked out; attention is bidirectional unless ``causal`` is True, in
+    which case position i attends to positions <= i only (and always to itself, so a query with
+    no valid key before it stays finite)."""
 
     def __init__(self, width: int, heads: int, seq_len: int, dropout: float = 0.0, rope_base: float = 10_000.0):
         super().__init__()
@@ -36,7 +39,7 @@ class RotarySelfAttention(nn.Module):
         self.register_buffer("cos", cos, persistent=False)
         self.register_buffer("sin", sin, persistent=False)
 
-    def forward(self, x: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, valid: torch.Tensor | None = None, causal: bool = False) -> torch.Tensor:
         batch, length, width = x.shape
         if length > self.cos.shape[0]:
             raise ValueError(f"sequence length {length} exceeds the model's seq_len {self.cos.shape[0]}")
@@ -44,7 +47,15 @@ class RotarySelfAttention(nn.Module):
         cos, sin = self.cos[:length], self.sin[:length]
         q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
         mask = None if valid is None else attended_keys(valid)[:, None, None, :]
+        if causal and mask is not None:
+            past = torch.ones(length, length, dtype=torch.bool, device=x.device).tril()
+            mask = mask & past | torch.eye(length, dtype=torch.bool, device=x.device)
         y = F.scaled_dot_product_attention(
-            q, k, v, attn_mask=mask, dropout_p=self.dropout if self.training else 0.0
+            q,
+            k,
+            v,
+            attn_mask=mask,
+            dropout_p=self.dropout if self.training else 0.0,
+            is_causal=causal and mask is None,
         )
         return self.out(y.transpose(1, 2).reshape(batch, length, width))
