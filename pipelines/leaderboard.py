@@ -17,6 +17,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import polars as pl  # noqa: E402
 from mlflow.entities import Run  # noqa: E402
+from mlflow.exceptions import MlflowException  # noqa: E402
 from mlflow.tracking import MlflowClient  # noqa: E402
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
@@ -33,13 +34,17 @@ class LeaderboardError(UsageError):
     """Unknown experiment or sweep run (CLI exit 2)."""
 
 
+def _sweep_run(client: MlflowClient, run_id: str) -> Run:
+    try:
+        return client.get_run(run_id)
+    except MlflowException:
+        raise LeaderboardError(f"no run with id {run_id!r} in the tracking store") from None
+
+
 def fetch_runs(client: MlflowClient, experiment: str, sweep_run_id: str | None = None) -> list[Run]:
     """Training runs of an experiment (sweep parents excluded), or the trials of one sweep."""
     if sweep_run_id is not None:
-        try:
-            parent = client.get_run(sweep_run_id)
-        except Exception:  # noqa: BLE001 - MLflow raises several types for unknown ids
-            raise LeaderboardError(f"no run with id {sweep_run_id!r} in the tracking store") from None
+        parent = _sweep_run(client, sweep_run_id)
         return client.search_runs(
             [parent.info.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{sweep_run_id}'"
         )
@@ -54,7 +59,7 @@ def fetch_runs(client: MlflowClient, experiment: str, sweep_run_id: str | None =
 def default_ranking(client: MlflowClient, sweep_run_id: str | None) -> tuple[str, str]:
     """(metric, mode): the sweep's own objective for a sweep, else validation ELBO (min)."""
     if sweep_run_id is not None:
-        params = client.get_run(sweep_run_id).data.params
+        params = _sweep_run(client, sweep_run_id).data.params
         if "sweep.metric" in params:
             return params["sweep.metric"], params.get("sweep.mode", "max")
     return "eval/elbo", "min"

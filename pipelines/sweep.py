@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import ray
+from ray.exceptions import ActorDiedError
 from ray import tune
 from ray.tune.integration.ray_train import TuneReportCallback
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
@@ -24,7 +25,7 @@ from ray.tune.search.optuna import OptunaSearch
 from components.spec import ResolvedSpec, trial_spec, validate
 from components.spec.sections import SweepDimension
 from pipelines import tracking
-from pipelines.launch import ensure_ray, make_trainer, open_run, prepare
+from pipelines.launch import cache_dir, ensure_ray, make_trainer, open_run, prepare
 
 
 @dataclass
@@ -60,8 +61,14 @@ def max_concurrent(resolved: ResolvedSpec) -> int:
     return max(1, math.floor(available.get("CPU", 1) / (workers * res.cpus_per_worker + 0.1)))
 
 
-def _trial(config: dict[str, Any], base: dict[str, Any], parent_run_id: str, fresh: bool) -> None:
-    """Tune trainable: one trial = one TorchTrainer fit recorded as an MLflow child run."""
+def _trial(config: dict[str, Any], base: dict[str, Any], parent_run_id: str, fresh: bool, driver: dict[str, str]) -> None:
+    """Tune trainable: one trial = one TorchTrainer fit recorded as an MLflow child run.
+
+    Trial actors start in Ray's session folder; ``driver`` carries the driver's working folder,
+    tracking URI and data cache so relative paths in the spec mean what they mean for the driver."""
+    os.chdir(driver["cwd"])
+    os.environ["MLFLOW_TRACKING_URI"] = driver["uri"]
+    os.environ["DIFFLAB_CACHE"] = driver["cache"]
     assignment = config["assign"]
     resolved = trial_spec(validate(base), assignment, label=f"trial {assignment}")
     label = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in assignment.items())
@@ -72,20 +79,20 @@ def _trial(config: dict[str, Any], base: dict[str, Any], parent_run_id: str, fre
         parent_run_id=parent_run_id,
         extra_tags={"mlflow.runName": f"{resolved.spec.name} [{label}]", "difflab.trial": label},
     )
-    status, error = "FAILED", None
     try:
         prepare(resolved)  # a cache hit unless the sweep changes the task
         trainer = make_trainer(
             resolved, tracked.run_dir, tracked.uri, tracked.run_id, min_workers=1, callbacks=[TuneReportCallback()]
         )
         trainer.fit()
-        status = "FINISHED"
-    except BaseException as err:  # noqa: BLE001 - recorded on the child run, then re-raised to Tune
-        error = f"{type(err).__name__}: {err}"
-        status = "KILLED" if isinstance(err, (KeyboardInterrupt, SystemExit)) else "FAILED"
+    except ActorDiedError:
+        # The scheduler stopped this trial by removing its workers; the driver closes the run.
         raise
-    finally:
-        tracking.finish_run(tracked.client, tracked.run_id, status, error)
+    except BaseException as err:  # noqa: BLE001 - recorded on the child run, then re-raised to Tune
+        status = "KILLED" if isinstance(err, (KeyboardInterrupt, SystemExit)) else "FAILED"
+        tracking.finish_run(tracked.client, tracked.run_id, status, f"{type(err).__name__}: {err}")
+        raise
+    tracking.finish_run(tracked.client, tracked.run_id, "FINISHED")
 
 
 def _scheduler(resolved: ResolvedSpec) -> ASHAScheduler | FIFOScheduler:
@@ -93,7 +100,7 @@ def _scheduler(resolved: ResolvedSpec) -> ASHAScheduler | FIFOScheduler:
     if cfg.kind == "asha":
         return ASHAScheduler(
             time_attr="step",
-            max_t=resolved.spec.train.steps,
+            max_t=resolved.spec.train.steps + 1,  # never stop a trial at its last report
             grace_period=cfg.grace_steps,
             reduction_factor=cfg.reduction_factor,
         )
@@ -125,7 +132,13 @@ def sweep(resolved: ResolvedSpec, *, address: str | None = None, fresh: bool = F
         search_alg = ConcurrencyLimiter(OptunaSearch(seed=cfg.seed), max_concurrent=max_concurrent(resolved))
     tuner = tune.Tuner(
         tune.with_resources(
-            tune.with_parameters(_trial, base=resolved.to_dict(), parent_run_id=parent.run_id, fresh=fresh), {"CPU": 0.1}
+            tune.with_parameters(
+                _trial,
+                base=resolved.to_dict(),
+                parent_run_id=parent.run_id,
+                fresh=fresh,
+                driver={"cwd": os.getcwd(), "uri": uri, "cache": str(cache_dir())},
+            ), {"CPU": 0.1}
         ),
         param_space=space,
         tune_config=tune.TuneConfig(
