@@ -22,9 +22,8 @@ class Generation(NamedTuple):
 
 class Sampler(ABC):
     @abstractmethod
-    @torch.no_grad()
     def generate(
         self, model: torch.nn.Module, noise: NoiseProcess, batch: Batch, steps: int | None = None
     ) -> Generation:
-        """Generate the non-fixed positions of ``batch``; ``batch.x0`` is read only where
+        """Generate (under ``torch.no_grad``) the non-fixed positions of ``batch``; ``batch.x0`` is read only where
         ``batch.fixed`` is True. ``steps`` overrides the configured number of steps."""

@@ -57,6 +57,11 @@ def _read_yaml(path: Path, label: str) -> dict[str, Any]:
         raise SpecError(label, [Problem("", f"cannot read {path}: {err}")]) from None
     try:
         data = yaml.safe_load(text)
+    except yaml.constructor.ConstructorError as err:
+        mark = err.problem_mark
+        raise SpecError(
+            label, [Problem("", f"unsupported YAML tag at line {mark.line + 1}: {err.problem} (specs are plain YAML)")]
+        ) from None
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
