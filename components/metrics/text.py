@@ -75,12 +75,15 @@ class GenerativePerplexity:
 
     judge: the model (e.g. ``gpt2-large`` or ``run:<mlflow run id>``); retokenization: how the
     samples reached the judge (e.g. ``decoded without special tokens, re-tokenized with gpt2``);
-    context: judge tokens kept per sample (truncation); nll: the judge's NLL over those tokens."""
+    context: judge tokens per window; overflow: ``truncate`` (the first ``context`` judge tokens
+    of a sample are scored) or ``chunk`` (every window of ``context`` tokens is, each from a fresh
+    start); nll: the judge's NLL over the scored tokens."""
 
     judge: str
     retokenization: str
     context: int
     nll: NllSum
+    overflow: str = "truncate"
 
     def metrics(self, prefix: str) -> dict[str, float]:
         """``<prefix>/gen_ppl`` (token-weighted) and ``<prefix>/gen_ppl_tokens``."""
@@ -91,7 +94,11 @@ class GenerativePerplexity:
         return (
             f"gen PPL = exp(sum NLL / sum tokens) = {self.nll.perplexity:.3f} over {self.nll.tokens} tokens "
             f"of {self.nll.sequences} samples; judge {self.judge}; {self.retokenization}; "
-            f"truncated at {self.context} judge tokens"
+            + (
+                f"truncated at {self.context} judge tokens"
+                if self.overflow == "truncate"
+                else f"chunked into windows of {self.context} judge tokens"
+            )
         )
 
 

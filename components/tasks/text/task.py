@@ -4,6 +4,7 @@ cached as memory-mapped arrays, a resumable rank-sharded stream, and sample metr
 Vocabulary: the tokenizer's ids plus ``<|endoftext|>`` (end of document), ``[PAD]`` and
 ``[MASK]`` (``mask_id``); see tokenizer.py. Rows: ``seq_len`` tokens packed by ``wrap`` or
 ``pad``; see packing.py. Likelihoods convert to bits per byte with :meth:`TextTask.bytes_per_token`.
+Samples are scored by a judge (an AR run of ours, see judge.py) when the section names one.
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ from components.samplers.base import Sampler
 from components.tasks.base import EvalResult, Task
 from components.tasks.registry import TASKS
 from components.tasks.text.cache import CHUNK_DOCUMENTS, TokenArrays, build_split, cache_key, open_split
+from components.tasks.text.evaluation import correction_metrics, generate_samples
+from components.tasks.text.judge import Judge, JudgeConfig, check_judge, load_judge
 from components.tasks.text.packing import Packing
 from components.tasks.text.sources import (
     SPLITS,
@@ -69,6 +72,9 @@ class TextConfig(SpecModel):
     seq_len: int = Field(512, ge=8, le=131_072, description="tokens per row")
     packing: Packing = Field("wrap", description="wrap: documents back to back, cut; pad: one per row")
     num_proc: int = Field(1, ge=1, le=512, description="processes that tokenize in prepare()")
+    judge: JudgeConfig | None = Field(
+        None, description="generative PPL of samples under an AR run of ours: {spec: ar.yaml, checkpoint, context, overflow}"
+    )
 
     @model_validator(mode="after")
     def _rule_fits_source(self) -> "TextConfig":
@@ -97,10 +103,12 @@ class TextTask(Task):
 
     def __init__(self, config: TextConfig, *, cache_dir: Path):
         self.config = config
-        self.cache_dir = Path(cache_dir) / "text"
+        self.cache_root = Path(cache_dir)
+        self.cache_dir = self.cache_root / "text"
         self.seq_len = config.seq_len
         self._tokenizer: TextTokenizer | None = None
         self._splits: dict[str, TokenArrays] = {}
+        self._judge: Judge | None = None
 
     # ------------------------------------------------------------------ vocabulary
 
@@ -177,10 +185,9 @@ class TextTask(Task):
         datasets_cache = self.cache_dir / "datasets"
         return split_documents(config.source, config.validation, config.max_documents, datasets_cache)
 
-    def prepare(self) -> None:
-        """Train the tokenizer if asked (or fetch it from the hub) into the cache and build the
-        packed train and validation splits, skipping whatever is cached. Source documents are only
-        opened when something must be built."""
+    def prepare_tokenizer(self) -> dict[Split, Documents] | None:
+        """Train the tokenizer if asked (or fetch it from the hub) into the cache unless it is
+        there. Returns the source documents when it had to open them, else None."""
         documents: dict[Split, Documents] | None = None
         config = self.config.tokenizer
         path = self._tokenizer_path()
@@ -190,6 +197,14 @@ class TextTask(Task):
                 texts = documents["train"].take(0, config.train.max_documents).batches(CHUNK_DOCUMENTS)
                 self._tokenizer = train_bpe(texts, config.train)
             self.tokenizer.save(path)
+        return documents
+
+    def prepare(self) -> None:
+        """Prepare the tokenizer (:meth:`prepare_tokenizer`) and build the packed train and
+        validation splits, skipping whatever is cached; source documents are only opened when
+        something must be built. With a judge, check that its spec, tokenizer and checkpoint are
+        there (JudgeError otherwise)."""
+        documents = self.prepare_tokenizer()
         for split in SPLITS:
             path = self._split_path(split)
             if not (path / "meta.json").is_file():
@@ -202,6 +217,8 @@ class TextTask(Task):
                     packing=self.config.packing,
                     num_proc=self.config.num_proc,
                 )
+        if self.config.judge is not None:
+            check_judge(self.config.judge, self.cache_root)
 
     def split(self, split: Split) -> TokenArrays:
         """The packed rows of a prepared split (memory-mapped, opened once)."""
@@ -272,6 +289,43 @@ class TextTask(Task):
             arrays = open_split(path)
         return rows_to_batch(arrays, np.arange(min(count, len(arrays))))
 
+    def judge(self, device: torch.device | str = "cpu") -> Judge | None:
+        """The configured judge on ``device`` (loaded once), or None without one."""
+        if self.config.judge is None:
+            return None
+        if self._judge is None:
+            self._judge = load_judge(self.config.judge, self.cache_root)
+        return self._judge.to(device)
+
+    def _unpadded(self, tokens: torch.Tensor) -> list[list[int]]:
+        """Rows of Long[N, L] as id lists without padding (``pad`` packing: before the first pad)."""
+        valid = self._sample_valid(tokens)
+        rows = tokens.tolist()
+        return rows if valid is None else [row[: int(n)] for row, n in zip(rows, valid.sum(1))]
+
+    def _score(
+        self, result: EvalResult, prefix: str, tokens: torch.Tensor, judge: Judge | None, statements: list[str]
+    ) -> torch.Tensor:
+        """Add ``<prefix>/unigram_entropy`` and, with a judge, ``<prefix>/gen_ppl`` and
+        ``<prefix>/gen_ppl_tokens`` (and the procedure to ``statements``) for Long[N, L] samples;
+        returns the per-sample entropies Float64[N]."""
+        entropy = unigram_entropy(tokens, self._sample_valid(tokens))
+        result.metrics[f"{prefix}/unigram_entropy"] = float(entropy.mean())
+        if judge is not None:
+            generative = judge.perplexity(self._unpadded(tokens), self.tokenizer)
+            result.metrics.update(generative.metrics(prefix))
+            statements.append(f"{prefix}: {generative.statement()}")
+        return entropy
+
+    def _render(self, title: str, tokens: torch.Tensor, entropy: torch.Tensor) -> tuple[list[str], str]:
+        """Decoded samples and the text artifact listing them with their unigram entropies."""
+        texts = [self.decode(row) for row in tokens]
+        listing = "\n\n".join(
+            f"=== {title} sample {i} (unigram entropy {h:.3f}) ===\n{text}"
+            for i, (text, h) in enumerate(zip(texts, entropy.tolist()))
+        )
+        return texts, listing
+
     def evaluate(
         self,
         model: torch.nn.Module,
@@ -283,33 +337,39 @@ class TextTask(Task):
         data: Path | None = None,
         device: torch.device | str = "cpu",
     ) -> EvalResult:
-        """``num_samples`` unconditional generations of ``seq_len`` tokens per sampler.
+        """``bytes_per_token`` of the validation rows (bits per byte = eval bits_per_token /
+        bytes_per_token), then ``num_samples`` unconditional generations of ``seq_len`` tokens per
+        sampler.
 
-        Metrics: ``<sampler>/unigram_entropy`` (mean over samples, nats), ``<sampler>/nfe`` (mean
-        model evaluations per sample), and ``data/unigram_entropy`` of as many reference rows
-        (validation, or the text file ``data``) for comparison. Artifacts: ``samples/<sampler>.txt``
-        with every decoded sample; ``samples``: all decoded samples in sampler order."""
-        result = EvalResult()
+        Metrics per sampler ``<s>``: ``<s>/unigram_entropy`` (mean over samples, nats), ``<s>/nfe``
+        (mean model evaluations per sample) and, with a judge, ``<s>/gen_ppl`` (token-weighted,
+        see judge.py) and ``<s>/gen_ppl_tokens``; the same entropy and gen PPL for ``data``, as
+        many reference rows (validation, or the text file ``data``). A self-correction sampler
+        also reports its base samples under ``<s>/base/`` and the correction statistics
+        (``<s>/changes``, ``correction_iterations``, ``converged``, ``early_stopped``,
+        ``init_acc``, ``final_acc``; see evaluation.py). Artifacts: ``samples/<s>.txt`` (and
+        ``samples/<s>.base.txt``) with every decoded sample; ``gen_ppl.txt`` stating the judge
+        procedure of every gen PPL; ``samples``: all final decoded samples in sampler order."""
+        result = EvalResult(metrics={"bytes_per_token": self.bytes_per_token()})
         if num_samples == 0:
             return result
+        judge = self.judge(device)
+        statements: list[str] = []
         reference = self._reference(data, num_samples)
-        result.metrics["data/unigram_entropy"] = float(unigram_entropy(reference.x0, reference.valid).mean())
+        self._score(result, "data", reference.x0, judge, statements)
         for name, sampler in samplers.items():
-            tokens, nfe = [], []
-            for start in range(0, num_samples, batch_size):
-                n = min(batch_size, num_samples - start)
-                batch = Batch.unconditional(torch.zeros(n, self.seq_len, dtype=torch.long)).to(device)
-                generation = sampler.generate(model, noise, batch)
-                tokens.append(generation.tokens.cpu())
-                nfe.append(generation.nfe.cpu())
-            samples = torch.cat(tokens)
-            entropy = unigram_entropy(samples, self._sample_valid(samples))
-            result.metrics[f"{name}/unigram_entropy"] = float(entropy.mean())
-            result.metrics[f"{name}/nfe"] = float(torch.cat(nfe).double().mean())
-            texts = [self.decode(row) for row in samples]
-            result.artifacts[f"samples/{name}.txt"] = "\n\n".join(
-                f"=== {name} sample {i} (unigram entropy {h:.3f}) ===\n{text}"
-                for i, (text, h) in enumerate(zip(texts, entropy.tolist()))
+            generated = generate_samples(
+                sampler, model, noise, num_samples=num_samples, batch_size=batch_size, seq_len=self.seq_len, device=device
             )
+            entropy = self._score(result, name, generated.tokens, judge, statements)
+            result.metrics[f"{name}/nfe"] = float(generated.nfe.double().mean())
+            texts, result.artifacts[f"samples/{name}.txt"] = self._render(name, generated.tokens, entropy)
             result.samples.extend(texts)
+            if generated.base is not None and generated.correction is not None:
+                base_entropy = self._score(result, f"{name}/base", generated.base, judge, statements)
+                stats = correction_metrics(generated.correction)
+                result.metrics.update({f"{name}/{key}": value for key, value in stats.items()})
+                _, result.artifacts[f"samples/{name}.base.txt"] = self._render(f"{name} base", generated.base, base_entropy)
+        if statements:
+            result.artifacts["gen_ppl.txt"] = "\n".join(statements) + "\n"
         return result
