@@ -14,6 +14,7 @@ from torch import nn
 
 from components import backbones, losses, noise, samplers
 from components.batch import Batch
+from components.samplers.base import Generation, Sampler
 from components.spec import load_spec
 from components.tasks import build as build_task
 from components.tasks.text.judge import Judge, JudgeConfig, JudgeError, load_judge, retokenize, windows
@@ -213,9 +214,28 @@ def test_task_reports_judge_ppl_before_and_after_self_correction(tmp_path, monke
     assert len(result.samples) == 10
 
 
-def test_missing_judge_fails_in_prepare(tmp_path, monkeypatch) -> None:
+class Replay(Sampler):
+    """Returns the given rows as its samples."""
+
+    def __init__(self, rows: torch.Tensor):
+        self.rows = rows
+
+    def generate(self, model, noise, batch, steps=None) -> Generation:
+        return Generation(self.rows[: len(batch)], torch.ones(len(batch), dtype=torch.long))
+
+
+def test_judge_without_checkpoint_yet_is_stated_not_fatal(tmp_path, monkeypatch) -> None:
+    """prepare() rejects a judge that is not an AR text run; a judge that has no checkpoint yet
+    (it may train alongside) leaves gen PPL out and says why."""
     monkeypatch.chdir(tmp_path)
-    spec_path = write_spec_file(tmp_path, AR_SPEC)
-    task = build_task(text_section(judge={"spec": str(spec_path)}), cache_dir=tmp_path / "cache")
-    with pytest.raises(JudgeError, match="no checkpoint"):
-        task.prepare()
+    diffusion = {**AR_SPEC, "name": "not-ar", "loss": {"kind": "mdlm"}}
+    wrong = build_task(text_section(judge={"spec": str(write_spec_file(tmp_path, diffusion))}), cache_dir=tmp_path / "cache")
+    with pytest.raises(JudgeError, match="loss ar"):
+        wrong.prepare()
+    task = build_task(text_section(judge={"spec": str(write_spec_file(tmp_path, AR_SPEC))}), cache_dir=tmp_path / "cache")
+    task.prepare()
+    rows = next(task.eval_batches(2, 1)).x0
+    with pytest.warns(UserWarning, match="no checkpoint"):
+        result = task.evaluate(nn.Identity(), None, {"replay": Replay(rows)}, num_samples=2, batch_size=2)
+    assert "replay/gen_ppl" not in result.metrics and "replay/unigram_entropy" in result.metrics
+    assert result.artifacts["gen_ppl.txt"].startswith("no generative PPL: judge: no checkpoint")

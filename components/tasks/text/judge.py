@@ -145,8 +145,10 @@ class Judge:
         return GenerativePerplexity(self.name, retokenization, self.context, nll, self.overflow)
 
 
-def _judge_run(config: JudgeConfig, cache_dir: Path) -> tuple[ResolvedSpec, TextTask, Path]:
-    """The judge's resolved spec, its text task (tokenizer prepared) and its checkpoint file."""
+def check_judge(config: JudgeConfig, cache_dir: Path) -> tuple[ResolvedSpec, TextTask]:
+    """The judge's resolved spec and text task, its tokenizer prepared. Raises SpecError for a bad
+    spec file and JudgeError for a run that is not an AR text run. The checkpoint may not exist
+    yet (the judge can train alongside the runs it scores)."""
     # Imported here: components.spec imports every task kind, this module included.
     from components.spec.loading import load_spec
 
@@ -157,19 +159,16 @@ def _judge_run(config: JudgeConfig, cache_dir: Path) -> tuple[ResolvedSpec, Text
         raise JudgeError(f"judge {config.spec}: needs task text, backbone causal, loss ar; got {', '.join(kinds)}")
     task = TASKS.build(spec.task, cache_dir=cache_dir)
     task.prepare_tokenizer()
-    folder = config.checkpoint or Path(spec.train.storage) / f"{spec.name}-{resolved.short_hash}"
-    return resolved, task, checkpoint_file(folder)
-
-
-def check_judge(config: JudgeConfig, cache_dir: Path) -> None:
-    """Fail early (JudgeError, SpecError) if the judge's spec, tokenizer or checkpoint is missing."""
-    _judge_run(config, cache_dir)
+    return resolved, task
 
 
 def load_judge(config: JudgeConfig, cache_dir: Path) -> Judge:
-    """The judge on the CPU (EMA weights when the run kept them). Raises JudgeError when the
-    checkpoint was written by another spec or the context exceeds the judge's seq_len."""
-    resolved, task, path = _judge_run(config, cache_dir)
+    """The judge on the CPU (EMA weights when the run kept them), from ``config.checkpoint`` or
+    the latest checkpoint of the spec's run folder. Raises JudgeError when there is no checkpoint,
+    it was written by another spec, or the context exceeds the judge's seq_len."""
+    resolved, task = check_judge(config, cache_dir)
+    spec = resolved.spec
+    path = checkpoint_file(config.checkpoint or Path(spec.train.storage) / f"{spec.name}-{resolved.short_hash}")
     state = torch.load(path, map_location="cpu", weights_only=True)
     if state.get("spec_hash") != resolved.hash:
         raise JudgeError(f"judge: {path} was written by another spec than {config.spec} (hash differs)")

@@ -10,6 +10,7 @@ Samples are scored by a judge (an AR run of ours, see judge.py) when the section
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal
@@ -27,7 +28,7 @@ from components.tasks.base import EvalResult, Task
 from components.tasks.registry import TASKS
 from components.tasks.text.cache import CHUNK_DOCUMENTS, TokenArrays, build_split, cache_key, open_split
 from components.tasks.text.evaluation import correction_metrics, generate_samples
-from components.tasks.text.judge import Judge, JudgeConfig, check_judge, load_judge
+from components.tasks.text.judge import Judge, JudgeConfig, JudgeError, check_judge, load_judge
 from components.tasks.text.packing import Packing
 from components.tasks.text.sources import (
     SPLITS,
@@ -202,8 +203,8 @@ class TextTask(Task):
     def prepare(self) -> None:
         """Prepare the tokenizer (:meth:`prepare_tokenizer`) and build the packed train and
         validation splits, skipping whatever is cached; source documents are only opened when
-        something must be built. With a judge, check that its spec, tokenizer and checkpoint are
-        there (JudgeError otherwise)."""
+        something must be built. With a judge, check its spec and prepare its tokenizer
+        (SpecError, JudgeError); its checkpoint is only needed by :meth:`evaluate`."""
         documents = self.prepare_tokenizer()
         for split in SPLITS:
             path = self._split_path(split)
@@ -290,7 +291,8 @@ class TextTask(Task):
         return rows_to_batch(arrays, np.arange(min(count, len(arrays))))
 
     def judge(self, device: torch.device | str = "cpu") -> Judge | None:
-        """The configured judge on ``device`` (loaded once), or None without one."""
+        """The configured judge on ``device`` (loaded once), or None without one; JudgeError when
+        it cannot be loaded (e.g. no checkpoint yet)."""
         if self.config.judge is None:
             return None
         if self._judge is None:
@@ -349,12 +351,19 @@ class TextTask(Task):
         (``<s>/changes``, ``correction_iterations``, ``converged``, ``early_stopped``,
         ``init_acc``, ``final_acc``; see evaluation.py). Artifacts: ``samples/<s>.txt`` (and
         ``samples/<s>.base.txt``) with every decoded sample; ``gen_ppl.txt`` stating the judge
-        procedure of every gen PPL; ``samples``: all final decoded samples in sampler order."""
+        procedure of every gen PPL, or why there is none (a judge without a checkpoint yet gives
+        no gen PPL metrics and a warning; ``difflab eval`` can add them later); ``samples``: all
+        final decoded samples in sampler order."""
         result = EvalResult(metrics={"bytes_per_token": self.bytes_per_token()})
         if num_samples == 0:
             return result
-        judge = self.judge(device)
         statements: list[str] = []
+        try:
+            judge = self.judge(device)
+        except JudgeError as err:
+            judge = None
+            statements.append(f"no generative PPL: {err}")
+            warnings.warn(f"text task: no generative PPL: {err}", stacklevel=2)
         reference = self._reference(data, num_samples)
         self._score(result, "data", reference.x0, judge, statements)
         for name, sampler in samplers.items():
