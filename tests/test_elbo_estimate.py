@@ -128,8 +128,10 @@ def test_reproducible_eval_mode_and_untouched_global_rng() -> None:
 def test_estimation_times() -> None:
     quad = estimation_times(3, ElboEstimator(kind="quadrature", t_samples=5), 0.01, torch.Generator())
     torch.testing.assert_close(quad, torch.linspace(0.01, 0.99, 5)[:, None].expand(5, 3))
-    mc = estimation_times(4, ElboEstimator(kind="mc", t_samples=5), 0.0, torch.Generator().manual_seed(0))
-    strata = torch.sort((mc.flatten() * 20).floor()).values
+    eps = 0.01
+    mc = estimation_times(4, ElboEstimator(kind="mc", t_samples=5), eps, torch.Generator().manual_seed(0))
+    unit = (mc.double() - eps) / (1 - 2 * eps)  # back to [0, 1)
+    strata = torch.sort((unit.flatten() * 20).floor()).values
     assert torch.equal(strata, torch.arange(20.0))  # one draw in each of the K * B strata
-    spread = torch.sort((mc * 5).floor(), dim=0).values
+    spread = torch.sort((unit * 5).floor(), dim=0).values
     assert torch.equal(spread, torch.arange(5.0)[:, None].expand(5, 4))  # each sequence covers [0, 1)
