@@ -3,7 +3,7 @@
 from typing import Any
 
 from components.losses import ar, gidd, mdlm, mixture, x0_ce  # noqa: F401  (registers the kinds)
-from components.losses import snapshot  # noqa: F401  (registers the kinds)
+from components.losses import edit, snapshot, two_head  # noqa: F401  (registers the kinds)
 from components.losses.base import Loss, LossOutput
 from components.losses.registry import LOSSES
 from components.registry import SpecModel

@@ -3,7 +3,7 @@
 from typing import Any
 
 from components.noise import gidd, masked, uniform  # noqa: F401  (registers the kinds)
-from components.noise import gdds  # noqa: F401  (registers the kinds)
+from components.noise import edit, gdds  # noqa: F401  (registers the kinds)
 from components.noise.base import InterpolatingNoise, NoiseProcess
 from components.noise.registry import NOISES
 from components.registry import SpecModel

@@ -3,6 +3,7 @@
 from typing import Any
 
 from components.samplers import ancestral, autoregressive, confidence, self_correction  # noqa: F401  (registers the kinds)
+from components.samplers import edit, gated  # noqa: F401  (registers the kinds)
 from components.samplers.base import Sampler
 from components.samplers.registry import SAMPLERS
 from components.registry import SpecModel

@@ -57,6 +57,19 @@ class Spec(SpecModel):
                 problems.append(
                     f"eval.samplers.{name} kind {config.kind!r} needs noise kind {' or '.join(allowed)}, got {self.noise.kind!r}"
                 )
+        readers = [("loss", self.loss), ("sampler", self.sampler)]
+        readers += [(f"eval.samplers.{name}", config) for name, config in self.eval.samplers.items()]
+        for path, config in readers:
+            allowed = getattr(config, "requires_backbone", None)
+            if allowed and self.backbone.kind not in allowed:
+                problems.append(
+                    f"{path} kind {config.kind!r} needs backbone kind {' or '.join(allowed)}, got {self.backbone.kind!r}"
+                )
+        allowed = getattr(self.backbone, "requires_loss", None)
+        if allowed and self.loss.kind not in allowed:
+            problems.append(
+                f"backbone kind {self.backbone.kind!r} needs loss kind {' or '.join(allowed)}, got {self.loss.kind!r}"
+            )
         workers = max(1, self.resources.workers)
         if self.train.batch_size % workers:
             problems.append(
