@@ -20,6 +20,7 @@ from mlflow.entities import Run  # noqa: E402
 from mlflow.exceptions import MlflowException  # noqa: E402
 from mlflow.tracking import MlflowClient  # noqa: E402
 from rich.console import Console  # noqa: E402
+from rich.markup import escape  # noqa: E402
 from rich.table import Table  # noqa: E402
 
 from pipelines.errors import UsageError  # noqa: E402
@@ -121,7 +122,7 @@ def render(frame: pl.DataFrame, fmt: Format, title: str) -> str:
     for column in shown.columns:
         table.add_column(column, overflow="fold")
     for row in shown.iter_rows():
-        table.add_row(*("" if v is None else str(v) for v in row))
+        table.add_row(*("" if v is None else escape(str(v)) for v in row))  # run names hold "[...]"
     buffer = io.StringIO()
     Console(file=buffer, width=max(120, 16 * len(shown.columns)), force_terminal=False).print(table)
     return buffer.getvalue()
