@@ -179,7 +179,7 @@ class TwoHeadLoss(Loss):
             "ce_jump": ce.detach().float(),
             "jump_accuracy": fraction(scored_jump & (log_jump.argmax(-1) == draw.target), scored_jump),
             "gated_fraction": fraction(gated, mask),
-            "oracle_share": torch.tensor(self.oracle_share() if self.config.gate != "none" else 0.0),
+            "oracle_share": torch.tensor(self.oracle_share()),
             **holding_metrics(logits.holding, corrupted, mask & ~draw.masked),
         }
         return LossOutput(loss=loss.float(), elbo=elbo, metrics=metrics)
