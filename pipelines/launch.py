@@ -83,6 +83,7 @@ def make_trainer(
             cache_dir=str(cache_dir()),
             tracking_uri=uri,
             mlflow_run_id=run_id,
+            workdir=os.getcwd(),
         ),
         torch_config=TorchConfig(backend=None if res.backend == "auto" else res.backend),
         scaling_config=ScalingConfig(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import math
+import os
 import random
 import resource
 import time
@@ -41,6 +42,7 @@ class WorkerConfig:
     cache_dir: str
     tracking_uri: str
     mlflow_run_id: str
+    workdir: str  # the driver's working folder: relative paths in the spec (data, kernel files) resolve there
 
 
 def _barrier() -> None:
@@ -128,6 +130,8 @@ class _Window:
 def train_worker(config: dict[str, Any]) -> None:
     """Ray Train ``train_loop_per_worker``: train the spec in ``config`` (a :class:`WorkerConfig`)."""
     job = WorkerConfig(**config)
+    if Path(job.workdir).is_dir():  # absent on other nodes of a cluster: specs there need absolute paths
+        os.chdir(job.workdir)
     resolved = validate(job.spec)
     spec = resolved.spec
     run_dir = Path(job.run_dir)

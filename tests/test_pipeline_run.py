@@ -14,6 +14,7 @@ import torch
 from mlflow.tracking import MlflowClient
 
 from components.spec import load_spec
+from components.tasks.sudoku import dataset
 from pipelines.cli import main
 from pipelines.tracking import TAG_CHECKPOINT, TAG_COMMIT, TAG_HASH, TAG_RUN_DIR
 from specs import tiny_spec, write_spec
@@ -114,11 +115,13 @@ def test_fresh_starts_a_new_run(workdir: Path) -> None:
 
 @pytest.mark.usefixtures("ray_cluster")
 def test_two_gloo_workers_train_and_rank0_logs(workdir: Path) -> None:
+    held = dataset.generate_frame(dataset.SetKey("eval", "easy", 4, 6, 1), workers=1, progress=False)
+    held.select(quizzes="puzzle", solutions="solution").write_csv(workdir / "extra.csv")
     spec = tiny_spec(
         loss={"kind": "x0_ce"},
         resources={"workers": 2, "cpus_per_worker": 1, "backend": "gloo"},
         train={"steps": 40, "batch_size": 16, "log_every": 5, "checkpoint_every": 20},
-        eval={"every": 40},
+        eval={"every": 40, "data": "extra.csv"},  # relative: workers resolve it in the driver's folder
     )
     path = write_spec(workdir, spec)
     assert main(["run", str(path)]) == 0
@@ -130,5 +133,6 @@ def test_two_gloo_workers_train_and_rank0_logs(workdir: Path) -> None:
     assert history[-1].value < history[0].value
     checkpoint = Path(run.data.tags[TAG_CHECKPOINT])
     rank_states = [torch.load(checkpoint / f"rank_{r}.pt", weights_only=True) for r in (0, 1)]
+    assert "eval/file/default/puzzle_accuracy" in run.data.metrics
     # Both ranks reached the checkpoint with their own RNG streams (seeded per rank).
     assert not torch.equal(rank_states[0]["torch_rng"], rank_states[1]["torch_rng"])
