@@ -26,6 +26,7 @@ import torch.distributed as dist
 
 from components.experiment import Experiment, build_experiment
 from components.metrics.elbo import estimate_nelbo
+from components.metrics.text import bits_per_byte
 from components.spec import validate
 from components.spec.model import Spec
 from pipelines import checkpoint
@@ -97,6 +98,8 @@ def evaluate(exp: Experiment, model: torch.nn.Module, device: torch.device, seed
         "bits_per_token": nelbo.bits_per_token,
         **result.metrics,
     }
+    if "bytes_per_token" in result.metrics:  # text: comparable across tokenizers
+        metrics["bits_per_byte"] = bits_per_byte(nelbo.nll_per_token, result.metrics["bytes_per_token"])
     artifacts = dict(result.artifacts)
     if result.samples:
         artifacts["samples.txt"] = "\n\n".join(result.samples)

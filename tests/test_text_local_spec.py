@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 import yaml
 from mlflow.tracking import MlflowClient
 
@@ -68,6 +70,8 @@ def test_local_mdlm_logs_likelihood_sample_and_judge_metrics(workdir: Path) -> N
         assert key in metrics, key
     assert metrics["eval/default/nfe"] == 4.0
     assert 1.0 < metrics["eval/bytes_per_token"] < 10.0
+    bits_per_byte = metrics["eval/bits_per_token"] / metrics["eval/bytes_per_token"]
+    assert metrics["eval/bits_per_byte"] == pytest.approx(bits_per_byte, rel=1e-9)
     assert 0.0 < metrics["eval/data/unigram_entropy"] <= 4.86  # at most ln(128) for 128-token rows
     # A judge trained 2 steps is poor, but a PPL beyond the vocabulary would mean a broken judge.
     assert 1.0 < metrics["eval/data/gen_ppl"] < 2 * 1024
