@@ -29,6 +29,7 @@ from pipelines.tracking import TAG_KIND  # noqa: E402
 Format = Literal["table", "md", "csv", "json", "html"]
 KEY_METRICS = ("eval/elbo", "eval/ppl", "train/loss", "train/tokens_per_s")
 IGNORED_PARAM_PREFIXES = ("sweep.", "tracking.", "name")
+TABLE_PARAMS = 6  # the terminal table shows at most this many varying params; other formats show all
 
 
 class LeaderboardError(UsageError):
@@ -118,6 +119,11 @@ def render(frame: pl.DataFrame, fmt: Format, title: str) -> str:
             return f"### {title}\n\n{shown}\n"
     if fmt == "html":
         return shown.to_pandas().to_html(index=False, na_rep="", border=0)
+    params = [c for c, t in shown.schema.items() if t == pl.Utf8 and c not in ("run", "status", "run_id")]
+    if len(params) > TABLE_PARAMS:  # keep those with the most distinct values
+        kept = sorted(params, key=lambda c: -shown[c].n_unique())[:TABLE_PARAMS]
+        shown = shown.drop([c for c in params if c not in kept])
+        title += f" ({len(params) - TABLE_PARAMS} more varying params: --format csv or md)"
     table = Table(title=title, show_lines=False)
     for column in shown.columns:
         table.add_column(column, overflow="fold")
