@@ -27,20 +27,17 @@ PRESETS: dict[str, dict[str, int]] = {
 VOCAB_MULTIPLE = 128
 
 
-class DiTConfig(SpecModel):
-    """``backbone: {kind: dit, ...}``. ``size`` picks a preset; ``layers``/``heads``/``width``
-    given explicitly override it. Without a size, unspecified dimensions take the tiny values."""
+class TransformerSizeConfig(SpecModel):
+    """Size fields shared by the DiT and its causal twin. ``size`` picks a preset;
+    ``layers``/``heads``/``width`` given explicitly override it. Without a size, unspecified
+    dimensions take the tiny values."""
 
-    kind: Literal["dit"] = "dit"
     size: Literal["tiny", "small", "base"] | None = Field(None, description="preset: tiny | small | base")
     layers: int | None = Field(None, ge=1, le=128, description="transformer blocks (overrides size)")
     heads: int | None = Field(None, ge=1, le=128, description="attention heads (overrides size)")
     width: int | None = Field(None, ge=2, le=16384, description="model width d (overrides size)")
-    cond_dim: int = Field(128, ge=1, le=4096, description="time-conditioning width")
     mlp_ratio: int = Field(4, ge=1, le=16, description="MLP hidden width / d")
     dropout: float = Field(0.0, ge=0.0, lt=1.0, description="dropout on attention and residual branches")
-    time_conditioning: bool = Field(True, description="false: t is ignored (constant adaLN conditioning)")
-    fixed_embedding: bool = Field(False, description="add a learned embedding telling fixed positions apart")
     rope_base: float = Field(10_000.0, gt=1.0, le=1.0e7, description="RoPE wavelength base")
 
     def dims(self) -> tuple[int, int, int]:
@@ -53,13 +50,23 @@ class DiTConfig(SpecModel):
         )
 
     @model_validator(mode="after")
-    def _check_dims(self) -> "DiTConfig":
+    def _check_dims(self) -> "TransformerSizeConfig":
         _, heads, width = self.dims()
         if width % heads:
             raise ValueError(f"width {width} must be divisible by heads {heads}")
         if (width // heads) % 2:
             raise ValueError(f"head dim width/heads = {width // heads} must be even for RoPE")
         return self
+
+
+class DiTConfig(TransformerSizeConfig):
+    """``backbone: {kind: dit, ...}``: the sizes of :class:`TransformerSizeConfig` plus the
+    time and fixed-position conditioning."""
+
+    kind: Literal["dit"] = "dit"
+    cond_dim: int = Field(128, ge=1, le=4096, description="time-conditioning width")
+    time_conditioning: bool = Field(True, description="false: t is ignored (constant adaLN conditioning)")
+    fixed_embedding: bool = Field(False, description="add a learned embedding telling fixed positions apart")
 
 
 def padded_vocab(vocab_size: int, multiple: int = VOCAB_MULTIPLE) -> int:
@@ -84,13 +91,11 @@ class LayerNorm(nn.Module):
         return F.layer_norm(x.float(), self.weight.shape, self.weight.float(), None, self.eps).to(x.dtype)
 
 
-class DiTBlock(nn.Module):
-    """x: Float[B, L, d], c: Float[B, cond_dim] -> Float[B, L, d].
+class PreNormBlock(nn.Module):
+    """x: Float[B, L, d] -> Float[B, L, d]; pre-norm RoPE attention and MLP residual branches
+    (the causal backbone's block; the DiT block adds its adaLN modulation and gates)."""
 
-    Pre-norm attention and MLP branches, each modulated (shift, scale) and gated by adaLN-zero:
-    a zero-initialised Linear(cond_dim, 6d), so every block starts as the identity."""
-
-    def __init__(self, width: int, heads: int, cond_dim: int, mlp_ratio: int, seq_len: int, dropout: float, rope_base: float):
+    def __init__(self, width: int, heads: int, mlp_ratio: int, seq_len: int, dropout: float, rope_base: float):
         super().__init__()
         self.norm1 = LayerNorm(width)
         self.attn = RotarySelfAttention(width, heads, seq_len, dropout, rope_base)
@@ -101,6 +106,20 @@ class DiTBlock(nn.Module):
             nn.Linear(mlp_ratio * width, width),
         )
         self.drop = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor, valid: torch.Tensor | None, causal: bool = False) -> torch.Tensor:
+        x = x + self.drop(self.attn(self.norm1(x), valid, causal))
+        return x + self.drop(self.mlp(self.norm2(x)))
+
+
+class DiTBlock(PreNormBlock):
+    """x: Float[B, L, d], c: Float[B, cond_dim] -> Float[B, L, d].
+
+    Pre-norm attention and MLP branches, each modulated (shift, scale) and gated by adaLN-zero:
+    a zero-initialised Linear(cond_dim, 6d), so every block starts as the identity."""
+
+    def __init__(self, width: int, heads: int, cond_dim: int, mlp_ratio: int, seq_len: int, dropout: float, rope_base: float):
+        super().__init__(width, heads, mlp_ratio, seq_len, dropout, rope_base)
         self.adaln = nn.Linear(cond_dim, 6 * width)
         nn.init.zeros_(self.adaln.weight)
         nn.init.zeros_(self.adaln.bias)
