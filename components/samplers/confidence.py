@@ -50,6 +50,17 @@ class ConfidenceConfig(SpecModel):
     )
 
 
+def per_pass(unknown: torch.Tensor, k: int, steps: int | None) -> torch.Tensor:
+    """Long[B]: positions committed per pass for rows with ``unknown`` (Long[B]) open positions:
+    ``k``, or with ``steps`` given, ceil(unknown / steps) (at least 1), so every row finishes in
+    at most ``steps`` passes."""
+    if steps is None:
+        return torch.full_like(unknown, k)
+    if steps < 1:
+        raise ValueError(f"steps must be >= 1, got {steps}")
+    return torch.div(unknown + steps - 1, steps, rounding_mode="floor").clamp_min(1)
+
+
 @SAMPLERS.register(ConfidenceConfig)
 class ConfidenceSampler(Sampler):
     """Resolve the unknown (non-fixed) positions k at a time.
@@ -78,12 +89,7 @@ class ConfidenceSampler(Sampler):
         0 for a sequence without unknown positions."""
         fixed = batch.fixed
         unknown = (~fixed).sum(-1)
-        if steps is None:
-            k = torch.full_like(unknown, self.config.k)
-        elif steps >= 1:
-            k = torch.div(unknown + steps - 1, steps, rounding_mode="floor").clamp_min(1)
-        else:
-            raise ValueError(f"steps must be >= 1, got {steps}")
+        k = per_pass(unknown, self.config.k, steps)
 
         z = torch.where(fixed, batch.x0, noise.prior(tuple(fixed.shape), device=fixed.device))
         unresolved = ~fixed

@@ -24,7 +24,7 @@ from components.noise.base import NoiseProcess, clean_log_probs
 from components.registry import SpecModel
 from components.samplers.ancestral import model_logits
 from components.samplers.base import Generation, Sampler
-from components.samplers.confidence import Score, confidence, descending_ranks
+from components.samplers.confidence import Score, confidence, descending_ranks, per_pass
 from components.samplers.registry import SAMPLERS
 
 
@@ -77,12 +77,7 @@ class EditSampler(Sampler):
         cfg = self.config
         fixed = batch.fixed
         unknown = (~fixed).sum(-1)
-        if steps is None:
-            k = torch.full_like(unknown, cfg.k)
-        elif steps >= 1:
-            k = torch.div(unknown + steps - 1, steps, rounding_mode="floor").clamp_min(1)
-        else:
-            raise ValueError(f"steps must be >= 1, got {steps}")
+        k = per_pass(unknown, cfg.k, steps)
         delete_id = getattr(noise, "delete_id", None)
         suffix = free_suffix(fixed)
 
