@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +20,8 @@ from components.spec.loading import apply_overrides
 from pipelines import checkpoint, tracking
 from pipelines.errors import UsageError
 from pipelines.launch import cache_dir
+from pipelines.state import TrainState, ema_of
+from pipelines.storage import Location
 from pipelines.train import evaluate as evaluate_model
 
 EDITABLE_PREFIXES = ("eval.", "sampler.")
@@ -57,18 +60,26 @@ def load_run(uri: str, run_id: str, overrides: list[str] | None = None) -> Loade
         raise UnknownRun(f"run {run_id} has no {tracking.SPEC_ARTIFACT} artifact; it was not made by difflab") from None
     data = apply_overrides(yaml.safe_load(text), overrides or [], label)
     resolved = validate(data, label)
-    run_dir = Path(run.data.tags.get(tracking.TAG_RUN_DIR, ""))
-    latest = checkpoint.latest_checkpoint(run_dir) if run_dir.name else None
-    if latest is None:
-        raise UnknownRun(f"run {run_id} has no checkpoint under {run_dir or '<no run folder tag>'}")
+    folder = run.data.tags.get(tracking.TAG_RUN_DIR, "")
+    found = None
+    if folder:
+        try:
+            found, skipped = checkpoint.newest_readable(Location(folder), ranks=False)
+        except checkpoint.CheckpointError as err:
+            raise UnknownRun(f"run {run_id}: {err}") from None
+        for line in skipped:
+            print(f"difflab: warning: skipping a broken checkpoint: {line}", file=sys.stderr)
+    if found is None:
+        raise UnknownRun(f"run {run_id} has no checkpoint under {folder or '<no run folder tag>'}")
     experiment = build_experiment(resolved.spec, cache_dir())
     experiment.task.prepare()
-    shared, _ = checkpoint.load(latest, rank=0)
-    model = experiment.model
-    model.load_state_dict(shared["ema"] if shared.get("ema") is not None else shared["model"])
+    shared, _ = checkpoint.load(found.location, rank=None)
+    state = TrainState(experiment.model, ema=ema_of(experiment.model, resolved.spec.train.ema))
+    state.load_weights(shared)
+    model = state.eval_model()
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     model.to(device).eval()
-    return LoadedRun(client, run_id, resolved, experiment, model, int(shared["step"]), device)
+    return LoadedRun(client, run_id, resolved, experiment, model, state.step, device)
 
 
 def eval_run(uri: str, run_id: str, overrides: list[str] | None = None) -> dict[str, float]:
@@ -79,8 +90,7 @@ def eval_run(uri: str, run_id: str, overrides: list[str] | None = None) -> dict[
     metrics["seconds"] = time.perf_counter() - started
     prefixed = {f"eval/{k}": v for k, v in metrics.items()}
     logger = tracking.RunLogger(uri, run_id)
-    for key, value in prefixed.items():
-        loaded.client.log_metric(run_id, key, value, step=loaded.step)
+    logger.log_metrics(prefixed, loaded.step)  # a step that already has eval/* keeps its values
     for name, text in artifacts.items():
         logger.log_text(text, f"eval/cli_{int(time.time())}/{name}")
     return prefixed

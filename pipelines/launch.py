@@ -1,27 +1,32 @@
 """Driver side of a training run: prepare data, set up MLflow, start Ray Train, finish the run.
 
-Identity: a run lives in ``{train.storage}/{name}-{hash[:12]}``; running the same spec again
-(same hash) resumes from its latest checkpoint into the same MLflow run.
+Identity: a run lives in ``{train.storage}/{name}-{hash[:12]}`` (Ray Train storage: a local folder
+or a URI); running the same spec again (same hash) resumes from its newest readable checkpoint
+into the same MLflow run.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
-import shutil
+import sys
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import ray
 from mlflow.tracking import MlflowClient
-from ray.train import FailureConfig, LoggingConfig, RunConfig, ScalingConfig, UserCallback
+from ray.train import CheckpointConfig, FailureConfig, LoggingConfig, RunConfig, ScalingConfig, UserCallback
 from ray.train.torch import TorchConfig, TorchTrainer
 
 from components.experiment import build_task, check_buildable
 from components.spec import ResolvedSpec
 from pipelines import checkpoint, tracking
 from pipelines.errors import RunFailed, UsageError
+from pipelines.locks import RunLock
+from pipelines.storage import Location
 from pipelines.train import train_worker, worker_config
 
 
@@ -30,8 +35,9 @@ def cache_dir() -> Path:
     return Path(os.environ.get("DIFFLAB_CACHE", ".cache/difflab")).resolve()
 
 
-def run_dir_for(resolved: ResolvedSpec) -> Path:
-    return Path(resolved.spec.train.storage).resolve() / f"{resolved.spec.name}-{resolved.short_hash}"
+def run_location(resolved: ResolvedSpec) -> Location:
+    """The run's folder in Ray Train storage: ``{train.storage}/{name}-{hash[:12]}``."""
+    return Location.of(resolved.spec.train.storage).child(f"{resolved.spec.name}-{resolved.short_hash}")
 
 
 def prepare(resolved: ResolvedSpec) -> None:
@@ -61,14 +67,13 @@ def ensure_ray(address: str | None) -> None:
 
 def make_trainer(
     resolved: ResolvedSpec,
-    run_dir: Path,
-    uri: str,
-    run_id: str,
+    tracked: "TrackedRun",
     *,
+    resume_step: int | None,
     min_workers: int = 0,
     callbacks: list[UserCallback] | None = None,
 ) -> TorchTrainer:
-    """A TorchTrainer for this spec; Ray run name = run folder name, so a restarted run resumes."""
+    """A TorchTrainer for this spec whose Ray Train storage is the run's folder."""
     spec = resolved.spec
     res = spec.resources
     workers = max(min_workers, res.workers)
@@ -79,11 +84,14 @@ def make_trainer(
         train_worker,
         train_loop_config=worker_config(
             spec=resolved.to_dict(),
-            run_dir=str(run_dir),
+            run_uri=tracked.run.uri,
             cache_dir=str(cache_dir()),
-            tracking_uri=uri,
-            mlflow_run_id=run_id,
+            tracking_uri=tracked.uri,
+            mlflow_run_id=tracked.run_id,
             workdir=os.getcwd(),
+            fit_id=uuid.uuid4().hex,
+            resume_step=resume_step,
+            local_mode=workers == 0,
         ),
         torch_config=TorchConfig(backend=None if res.backend == "auto" else res.backend),
         scaling_config=ScalingConfig(
@@ -92,9 +100,10 @@ def make_trainer(
             resources_per_worker=per_worker if workers else None,
         ),
         run_config=RunConfig(
-            name=run_dir.name,
-            storage_path=str(run_dir.parent),
+            name=tracked.run.name,
+            storage_path=Location.of(spec.train.storage).uri,
             failure_config=FailureConfig(max_failures=res.max_failures, controller_failure_limit=2),
+            checkpoint_config=CheckpointConfig(num_to_keep=spec.train.keep_checkpoints),
             callbacks=callbacks,
             logging_config=LoggingConfig(log_level="WARNING"),  # our progress lines replace Ray's per-report INFO
         ),
@@ -106,8 +115,13 @@ class TrackedRun:
     client: MlflowClient
     uri: str
     run_id: str
-    run_dir: Path
+    run: Location
     resumed: bool
+    lock: RunLock
+
+
+def _say(message: str) -> None:
+    print(f"difflab: {message}", file=sys.stderr, flush=True)
 
 
 def open_run(
@@ -118,29 +132,83 @@ def open_run(
     parent_run_id: str | None = None,
     extra_tags: dict[str, str] | None = None,
 ) -> TrackedRun:
-    """Create the MLflow run for this spec, or reopen the one its run folder records."""
+    """Lock the run folder, then reopen the MLflow run it records or create one.
+
+    Nothing is deleted implicitly: checkpoints whose MLflow run this store does not have (a lost
+    or different store) are resumed into a new MLflow run, which says so in a tag. Only
+    ``fresh`` deletes the folder, and it says what it deleted. Raises UsageError (exit 2) when
+    another process trains in the folder or the storage cannot be written."""
     uri = tracking.resolve_uri(resolved.spec.tracking.uri)
     client = tracking.use(uri)
     experiment_id = tracking.ensure_experiment(client, resolved.spec.tracking.experiment, uri)
-    run_dir = run_dir_for(resolved)
-    if fresh and run_dir.exists():
-        shutil.rmtree(run_dir)
-    record = checkpoint.read_run_record(run_dir)
-    run_id = record.get("mlflow_run_id")
-    resumed = bool(run_id) and tracking.run_exists(client, run_id)
-    if resumed:
-        tracking.reopen_run(client, run_id)
-    else:
-        if run_dir.exists():  # checkpoints without a usable MLflow run: start clean
-            shutil.rmtree(run_dir)
-        run_id = tracking.create_run(
-            client, experiment_id, resolved, run_dir, kind, parent_run_id=parent_run_id, extra_tags=extra_tags
+    run = run_location(resolved)
+    lock = RunLock.acquire(run, cache_dir())
+    try:
+        if fresh and run.exists():
+            found = checkpoint.steps(run)
+            lock.release()
+            run.delete()
+            lock = RunLock.acquire(run, cache_dir())
+            listed = ", ".join(checkpoint.folder_name(s) for s in found) or "no checkpoints"
+            _say(f"--fresh: deleted {run.uri} ({listed})")
+        record = json.loads(run.child("run.json").read_text() or "{}")
+        run_id = record.get("mlflow_run_id")
+        if run_id and tracking.run_exists(client, run_id):
+            tracking.reopen_run(client, run_id)
+            return TrackedRun(client, uri, run_id, run, True, lock)
+        try:
+            run.child("spec.yaml").write_text(resolved.to_yaml())
+        except OSError as err:
+            raise UsageError(f"train.storage: cannot write the run folder {run.uri}: {err}") from None
+        tags = dict(extra_tags or {})
+        found = checkpoint.steps(run)
+        if found:
+            tags[tracking.TAG_RESUMED_FROM] = run_id or "unknown"
+        run_id_new = tracking.create_run(
+            client, experiment_id, resolved, run.uri, kind, parent_run_id=parent_run_id, extra_tags=tags
         )
-        checkpoint.write_run_record(
-            run_dir, {"mlflow_run_id": run_id, "spec_hash": resolved.hash, "tracking_uri": uri}
-        )
-        (run_dir / "spec.yaml").write_text(resolved.to_yaml())
-    return TrackedRun(client, uri, run_id, run_dir, resumed)
+        if found:
+            _say(
+                f"{run.uri} holds checkpoints up to {checkpoint.folder_name(found[0])} of MLflow run "
+                f"{run_id or '(unrecorded)'}, which {uri} does not have: resuming them into new MLflow run {run_id_new}"
+            )
+        previous = record.get("previous_mlflow_run_ids", []) + ([run_id] if run_id else [])
+        run.child("run.json").write_text(json.dumps(
+            {"mlflow_run_id": run_id_new, "spec_hash": resolved.hash, "tracking_uri": uri,
+             "previous_mlflow_run_ids": previous}, indent=2, sort_keys=True,
+        ))
+        return TrackedRun(client, uri, run_id_new, run, bool(found), lock)
+    except BaseException:
+        lock.release()
+        raise
+
+
+def resume_point(tracked: TrackedRun) -> int | None:
+    """The newest checkpoint of the run whose every file loads (None: start at step 0); says
+    which newer ones it skips. Raises CheckpointError naming the files when none loads."""
+    found, skipped = checkpoint.newest_readable(tracked.run)
+    for line in skipped:
+        _say(f"warning: skipping a broken checkpoint: {line}")
+    if found is not None and skipped:
+        _say(f"resuming from {found.location.uri}")
+    return None if found is None else found.step
+
+
+def root_cause(err: BaseException) -> str:
+    """The error a worker raised, without Ray's wrapping: ``Type: message``."""
+    seen = err
+    for _ in range(8):
+        failures = getattr(seen, "worker_failures", None)
+        if isinstance(failures, dict) and failures:
+            seen = next(iter(failures.values()))
+            continue
+        inner = getattr(seen, "cause", None) or getattr(seen, "__cause__", None)
+        if isinstance(inner, BaseException) and inner is not seen:
+            seen = inner
+            continue
+        break
+    message = str(seen).strip().splitlines()
+    return f"{type(seen).__name__}: {message[-1] if message else ''}"
 
 
 def run(resolved: ResolvedSpec, *, fresh: bool = False, address: str | None = None) -> TrackedRun:
@@ -149,23 +217,20 @@ def run(resolved: ResolvedSpec, *, fresh: bool = False, address: str | None = No
     tracking.check_reachable(uri)
     prepare(resolved)
     tracked = open_run(resolved, fresh=fresh)
-    if resolved.spec.resources.workers > 0:
-        ensure_ray(address)
     status, error = "FAILED", None
     try:
-        make_trainer(resolved, tracked.run_dir, tracked.uri, tracked.run_id).fit()
+        resume_step = resume_point(tracked)
+        if resolved.spec.resources.workers > 0:
+            ensure_ray(address)
+        make_trainer(resolved, tracked, resume_step=resume_step).fit()
         status = "FINISHED"
     except KeyboardInterrupt:
         status, error = "KILLED", "interrupted"
         raise
     except Exception as err:  # noqa: BLE001 - recorded on the run, then re-raised
-        error = f"{type(err).__name__}: {err}"
+        error = root_cause(err)
         raise RunFailed(error) from err
     finally:
         tracking.finish_run(tracked.client, tracked.run_id, status, error)
+        tracked.lock.release()
     return tracked
-
-
-def final_metrics(client: MlflowClient, run_id: str) -> dict[str, Any]:
-    """Latest value of every metric of a run."""
-    return dict(client.get_run(run_id).data.metrics)

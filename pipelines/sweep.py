@@ -25,7 +25,8 @@ from ray.tune.search.optuna import OptunaSearch
 from components.spec import ResolvedSpec, trial_spec, validate
 from components.spec.sections import SweepDimension
 from pipelines import tracking
-from pipelines.launch import cache_dir, ensure_ray, make_trainer, open_run, prepare
+from pipelines.launch import cache_dir, ensure_ray, make_trainer, open_run, prepare, resume_point, root_cause
+from pipelines.storage import Location
 
 
 @dataclass
@@ -82,7 +83,7 @@ def _trial(config: dict[str, Any], base: dict[str, Any], parent_run_id: str, fre
     try:
         prepare(resolved)  # a cache hit unless the sweep changes the task
         trainer = make_trainer(
-            resolved, tracked.run_dir, tracked.uri, tracked.run_id, min_workers=1, callbacks=[TuneReportCallback()]
+            resolved, tracked, resume_step=resume_point(tracked), min_workers=1, callbacks=[TuneReportCallback()]
         )
         trainer.fit()
     except ActorDiedError:
@@ -90,8 +91,10 @@ def _trial(config: dict[str, Any], base: dict[str, Any], parent_run_id: str, fre
         raise
     except BaseException as err:  # noqa: BLE001 - recorded on the child run, then re-raised to Tune
         status = "KILLED" if isinstance(err, (KeyboardInterrupt, SystemExit)) else "FAILED"
-        tracking.finish_run(tracked.client, tracked.run_id, status, f"{type(err).__name__}: {err}")
+        tracking.finish_run(tracked.client, tracked.run_id, status, root_cause(err))
         raise
+    finally:
+        tracked.lock.release()
     tracking.finish_run(tracked.client, tracked.run_id, "FINISHED")
 
 
@@ -150,8 +153,8 @@ def sweep(resolved: ResolvedSpec, *, address: str | None = None, fresh: bool = F
             max_concurrent_trials=max_concurrent(resolved),
         ),
         run_config=tune.RunConfig(
-            name=parent.run_dir.name,
-            storage_path=str(parent.run_dir.parent / "tune"),
+            name=parent.run.name,
+            storage_path=Location.of(spec.train.storage).child("tune").uri,
             failure_config=tune.FailureConfig(max_failures=0),
             verbose=int(os.environ.get("DIFFLAB_TUNE_VERBOSE", "1")),
         ),
@@ -167,5 +170,6 @@ def sweep(resolved: ResolvedSpec, *, address: str | None = None, fresh: bool = F
         experiment_id = parent.client.get_run(parent.run_id).info.experiment_id
         _mark_unfinished(parent.client, parent.run_id, experiment_id)
         tracking.finish_run(parent.client, parent.run_id, status, error)
+        parent.lock.release()
     return SweepResult(parent.run_id, uri, spec.tracking.experiment, len(grid), grid.num_errors)
 

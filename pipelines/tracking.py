@@ -22,6 +22,7 @@ from mlflow.tracking import MlflowClient
 
 from components.spec import ResolvedSpec
 from pipelines.errors import UsageError
+from pipelines.locks import file_lock
 
 TAG_HASH = "difflab.spec_hash"
 TAG_COMMIT = "difflab.git_commit"
@@ -29,6 +30,7 @@ TAG_RUN_DIR = "difflab.run_dir"
 TAG_CHECKPOINT = "difflab.checkpoint"
 TAG_KIND = "difflab.kind"  # "run" | "sweep" | "trial"
 TAG_ERROR = "difflab.error"
+TAG_RESUMED_FROM = "difflab.resumed_from_run"  # checkpoints of this MLflow run (missing from this store) continued here
 SPEC_ARTIFACT = "spec.yaml"
 PARAM_LIMIT = 6000
 
@@ -125,7 +127,7 @@ def create_run(
     client: MlflowClient,
     experiment_id: str,
     resolved: ResolvedSpec,
-    run_dir: Path,
+    run_uri: str,
     kind: str,
     parent_run_id: str | None = None,
     extra_tags: dict[str, str] | None = None,
@@ -136,7 +138,7 @@ def create_run(
         "mlflow.runName": spec.tracking.run_name or spec.name,
         TAG_HASH: resolved.hash,
         TAG_COMMIT: git_commit(),
-        TAG_RUN_DIR: str(run_dir),
+        TAG_RUN_DIR: run_uri,
         TAG_KIND: kind,
         **spec.tracking.tags,
         **(extra_tags or {}),
@@ -196,6 +198,12 @@ class RunLogger:
 
 
 def use(uri: str) -> MlflowClient:
-    """Point the fluent API and a client at ``uri``."""
+    """Point the fluent API and a client at ``uri``. A SQLite store is created or migrated under
+    a file lock beside it, so concurrent first runs on one fresh file do not race."""
     mlflow.set_tracking_uri(uri)
-    return MlflowClient(uri)
+    client = MlflowClient(uri)
+    if uri.startswith("sqlite:///"):
+        database = Path(uri.removeprefix("sqlite:///"))
+        with file_lock(database.with_name(database.name + ".lock")):
+            client.search_experiments(max_results=1)
+    return client

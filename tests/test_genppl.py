@@ -125,7 +125,7 @@ def write_judge_run(folder: Path, spec: dict, *, seed: int = 0, hash_of: dict | 
     model = backbones.build(resolved.spec.backbone, vocab_size=task.vocab_size, seq_len=task.seq_len)
     nn.init.normal_(model.head.weight, std=0.3)
     signed = resolved.hash if hash_of is None else load_spec(write_spec_file(folder, hash_of)).hash
-    step_dir = folder / "runs" / f"{resolved.spec.name}-{resolved.short_hash}" / "checkpoints" / "step_00000001"
+    step_dir = folder / "runs" / f"{resolved.spec.name}-{resolved.short_hash}" / "step_00000001"
     step_dir.mkdir(parents=True)
     torch.save({"model": model.state_dict(), "ema": None, "step": 1, "spec_hash": signed}, step_dir / "state.pt")
     return path, model
@@ -152,7 +152,7 @@ def test_judge_loads_from_the_run_folder_and_scores_like_the_ar_loss(tmp_path, m
     assert got.nats == pytest.approx(float(want.sum()), rel=1e-5)
     # Explicit checkpoint paths: the run folder, the step folder, the state file.
     run = tmp_path / "runs" / next(p.name for p in (tmp_path / "runs").iterdir())
-    for where in (run, run / "checkpoints" / "step_00000001", run / "checkpoints" / "step_00000001" / "state.pt"):
+    for where in (run, run / "step_00000001", run / "step_00000001" / "state.pt"):
         assert load_judge(JudgeConfig(spec=path, checkpoint=where), tmp_path / "cache").nll(rows.tolist()).nats == pytest.approx(got.nats)
 
 
@@ -183,7 +183,7 @@ def test_task_reports_judge_ppl_before_and_after_self_correction(tmp_path, monke
     judge_task.prepare()
     torch.manual_seed(0)
     judge_model = backbones.build(resolved.spec.backbone, vocab_size=judge_task.vocab_size, seq_len=SEQ_LEN)
-    step_dir = tmp_path / "runs" / f"judge-ar-{resolved.short_hash}" / "checkpoints" / "step_00000003"
+    step_dir = tmp_path / "runs" / f"judge-ar-{resolved.short_hash}" / "step_00000003"
     step_dir.mkdir(parents=True)
     torch.save({"model": judge_model.state_dict(), "ema": None, "step": 3, "spec_hash": resolved.hash}, step_dir / "state.pt")
 

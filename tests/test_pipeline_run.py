@@ -34,7 +34,7 @@ def _steps(client: MlflowClient, run_id: str, key: str) -> list[int]:
 
 
 def _final_weights(run_dir: Path) -> dict[str, torch.Tensor]:
-    last = sorted((run_dir / "checkpoints").glob("step_*"))[-1]
+    last = sorted(run_dir.glob("step_*"))[-1]
     return torch.load(last / "state.pt", weights_only=True)["model"]
 
 
@@ -76,13 +76,13 @@ def test_killed_run_resumes_exactly(workdir: Path) -> None:
         start_new_session=True,
     )
     deadline = time.monotonic() + 180
-    while not (run_dir / "checkpoints" / "step_00000010" / "state.pt").exists():
+    while not (run_dir / "step_00000010" / "state.pt").exists():
         assert proc.poll() is None, "run ended before its first checkpoint"
         assert time.monotonic() < deadline, "no checkpoint within 180 s"
         time.sleep(0.02)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
-    killed_at = max(int(p.name[5:13]) for p in (run_dir / "checkpoints").glob("step_*") if p.name[5:13].isdigit())
+    killed_at = max(int(p.name[5:13]) for p in run_dir.glob("step_*") if p.name[5:13].isdigit())
     assert killed_at < 300, "the run finished before it was killed"
 
     client = _client(workdir)

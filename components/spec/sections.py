@@ -44,7 +44,13 @@ class TrainConfig(SpecModel):
     seed: int = Field(0, ge=0)
     log_every: int = Field(10, ge=1, description="steps between logged training metrics")
     checkpoint_every: int = Field(500, ge=1, description="steps between checkpoints")
-    storage: str = Field("runs", description="folder for checkpoints (shared storage on a cluster)")
+    storage: str = Field(
+        "runs", description="Ray Train storage for checkpoints: a local folder or a URI such as s3://bucket/path"
+    )
+    keep_checkpoints: int = Field(2, ge=1, le=1000, description="newest checkpoints kept per run")
+    max_nonfinite_steps: int = Field(
+        0, ge=0, description="steps with a non-finite loss or gradient norm skipped before the run fails; 0 = fail at the first"
+    )
 
 
 # --------------------------------------------------------------------------- eval

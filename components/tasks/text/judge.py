@@ -2,7 +2,7 @@
 
 The judge is a finished run with ``task: text``, ``backbone: causal`` and ``loss: ar``, named by
 its spec file and read from a checkpoint in the layout ``difflab run`` writes
-(``<run folder>/checkpoints/step_N/state.pt`` holding ``model``, ``ema``, ``step``,
+(``<run folder>/step_N/state.pt`` holding ``model``, ``ema``, ``step``,
 ``spec_hash``). Nothing is downloaded: a judge whose tokenizer comes from the hub needs it in the
 cache already. Hugging Face causal LMs are not supported as judges: ``transformers`` is not a
 dependency of difflab.
@@ -69,7 +69,7 @@ def checkpoint_file(path: Path) -> Path:
         return path
     if (path / "state.pt").is_file():
         return path / "state.pt"
-    steps = [p for p in (path / "checkpoints").glob("step_*") if p.name[5:].isdigit() and (p / "state.pt").is_file()]
+    steps = [p for p in path.glob("step_*") if p.name[5:].isdigit() and (p / "state.pt").is_file()]
     if not steps:
         raise JudgeError(f"judge: no checkpoint at {path} (train the judge's spec first: difflab run <spec>)")
     return max(steps, key=lambda p: int(p.name[5:])) / "state.pt"
