@@ -2,8 +2,8 @@
 
 Each trial is a plain Tune function (the "Train driver" pattern of Ray 2.60): it turns its
 assignment into a trial spec (base spec + swept values, its own hash), opens an MLflow child run
-under the sweep's parent run and fits a TorchTrainer whose ``TuneReportCallback`` forwards the
-rank-0 reports to Tune's scheduler. Trials always use real Ray Train workers (at least one):
+under the sweep's parent run and fits a TorchTrainer whose report callback forwards the
+rank-0 reports that carry the sweep metric to Tune. Trials always use real Ray Train workers (at least one):
 Ray Train's in-process local mode is not available inside a Tune trial.
 """
 
@@ -83,7 +83,7 @@ def _trial(config: dict[str, Any], base: dict[str, Any], parent_run_id: str, fre
     try:
         prepare(resolved)  # a cache hit unless the sweep changes the task
         trainer = make_trainer(
-            resolved, tracked, resume_step=resume_point(tracked), min_workers=1, callbacks=[TuneReportCallback()]
+            resolved, tracked, resume_step=resume_point(tracked), min_workers=1, callbacks=[_MetricReports(base["sweep"]["metric"])]
         )
         trainer.fit()
     except ActorDiedError:
@@ -96,6 +96,21 @@ def _trial(config: dict[str, Any], base: dict[str, Any], parent_run_id: str, fre
     finally:
         tracked.lock.release()
     tracking.finish_run(tracked.client, tracked.run_id, "FINISHED")
+
+
+class _MetricReports(TuneReportCallback):
+    """Forwards to Tune only the reports that carry the sweep metric.
+
+    Checkpoints between evaluations report training metrics alone; the scheduler and the
+    searcher read the sweep metric from every result they get, so those stay with Ray Train."""
+
+    def __init__(self, metric: str):
+        super().__init__()
+        self._metric = metric
+
+    def after_report(self, run_context: Any, metrics: list[dict[str, Any]], checkpoint: Any) -> None:
+        if self._metric in metrics[0]:
+            super().after_report(run_context, metrics, checkpoint)
 
 
 def _scheduler(resolved: ResolvedSpec) -> ASHAScheduler | FIFOScheduler:
