@@ -201,9 +201,10 @@ def use(uri: str) -> MlflowClient:
     """Point the fluent API and a client at ``uri``. A SQLite store is created or migrated under
     a file lock beside it, so concurrent first runs on one fresh file do not race."""
     mlflow.set_tracking_uri(uri)
-    client = MlflowClient(uri)
-    if uri.startswith("sqlite:///"):
-        database = Path(uri.removeprefix("sqlite:///"))
-        with file_lock(database.with_name(database.name + ".lock")):
-            client.search_experiments(max_results=1)
+    if not uri.startswith("sqlite:///"):
+        return MlflowClient(uri)
+    database = Path(uri.removeprefix("sqlite:///"))
+    with file_lock(database.with_name(database.name + ".lock")):
+        client = MlflowClient(uri)
+        client.search_experiments(max_results=1)
     return client
