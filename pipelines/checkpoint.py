@@ -30,6 +30,7 @@ from pipelines.storage import Location
 
 PREFIX = "step_"
 STATE_FILE = "state.pt"
+RAY_SNAPSHOT = "checkpoint_manager_snapshot.json"  # Ray Train's record of the checkpoints it reported
 
 
 class CheckpointError(RuntimeError):
@@ -61,7 +62,8 @@ def _load_file(folder: Location, name: str, scratch: Path) -> dict[str, Any]:
     try:
         return torch.load(target, map_location="cpu", weights_only=True)
     except Exception as err:  # noqa: BLE001 - any unreadable file is reported by name
-        raise CheckpointError(f"{where}: unreadable ({type(err).__name__}: {err or 'empty or truncated'})") from None
+        reason = str(err).strip().splitlines()[0][:200] if str(err).strip() else "empty or truncated"
+        raise CheckpointError(f"{where}: unreadable ({type(err).__name__}: {reason})") from None
     finally:
         target.unlink(missing_ok=True)
 

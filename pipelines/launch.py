@@ -78,6 +78,9 @@ def make_trainer(
     res = spec.resources
     workers = max(min_workers, res.workers)
     per_worker: dict[str, float] = {"CPU": res.cpus_per_worker}
+    # In local mode the training function runs in this process, where Ray Train's INFO lines
+    # (one per report) would interleave with the progress display.
+    logging.getLogger("ray.train").setLevel(logging.WARNING)
     if res.gpus_per_worker:
         per_worker["GPU"] = res.gpus_per_worker
     return TorchTrainer(
@@ -184,14 +187,37 @@ def open_run(
 
 
 def resume_point(tracked: TrackedRun) -> int | None:
-    """The newest checkpoint of the run whose every file loads (None: start at step 0); says
-    which newer ones it skips. Raises CheckpointError naming the files when none loads."""
+    """The newest checkpoint of the run whose every file loads (None: start at step 0). Newer,
+    broken checkpoints are moved aside to ``step_N.broken`` (training rebuilds step N; the
+    broken files stay for inspection), and so is Ray Train's snapshot that names them. Raises CheckpointError naming the files when
+    none loads."""
     found, skipped = checkpoint.newest_readable(tracked.run)
     for line in skipped:
         _say(f"warning: skipping a broken checkpoint: {line}")
-    if found is not None and skipped:
+    if found is None:
+        return None
+    newer = [step for step in checkpoint.steps(tracked.run) if step > found.step]
+    for step in newer:
+        _move_aside(tracked.run.child(checkpoint.folder_name(step)))
+    snapshot = tracked.run.child(checkpoint.RAY_SNAPSHOT)
+    if newer and snapshot.exists():
+        # Ray Train refuses a run folder whose snapshot names a checkpoint that is gone; without
+        # the snapshot it starts a new record (older checkpoints stay, outside its retention).
+        _move_aside(snapshot)
+    if skipped:
         _say(f"resuming from {found.location.uri}")
-    return None if found is None else found.step
+    return found.step
+
+
+def _move_aside(item: Location) -> None:
+    """Rename ``item`` to ``<name>.broken`` (or ``.broken-2``, ...) beside it, and say so."""
+    parent = item.parent()
+    aside, n = parent.child(f"{item.name}.broken"), 1
+    while aside.exists():
+        n += 1
+        aside = parent.child(f"{item.name}.broken-{n}")
+    item.move_to(aside)
+    _say(f"moved {item.uri} to {aside.uri}")
 
 
 def root_cause(err: BaseException) -> str:

@@ -34,6 +34,9 @@ class Location:
     def child(self, name: str) -> "Location":
         return Location(posixpath.join(self.uri, name) if not self.is_local else str(Path(self.uri) / name))
 
+    def parent(self) -> "Location":
+        return Location(posixpath.dirname(self.uri.rstrip("/")) if not self.is_local else str(Path(self.uri).parent))
+
     @property
     def name(self) -> str:
         return posixpath.basename(self.uri.rstrip("/"))

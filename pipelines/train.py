@@ -360,6 +360,8 @@ def train_worker(config: dict[str, Any]) -> None:
 
         if step % spec.train.checkpoint_every == 0 or step == total:
             check_finite()
+            if not all(bool(torch.isfinite(p).all()) for p in module.parameters()):
+                raise NonFiniteError(f"non-finite weights after step {step}; the run keeps its last checkpoint from before it")
             folder = checkpoint.save(
                 run, step, rank, state.state_dict() if rank == 0 else None, state.rank_state_dict(),
                 report or {"step": step, **last_report},
