@@ -11,6 +11,7 @@ wait for the device.
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import random
@@ -26,6 +27,7 @@ import ray.train
 import ray.train.torch
 import torch
 import torch.distributed as dist
+from ray.train.v2._internal.execution import context as ray_train_context
 
 from components.experiment import Experiment, build_experiment
 from components.metrics.elbo import estimate_nelbo
@@ -208,6 +210,9 @@ def _peak_flops(device: torch.device, precision: str) -> float | None:
 def train_worker(config: dict[str, Any]) -> None:
     """Ray Train ``train_loop_per_worker``: train the spec in ``config`` (a :class:`WorkerConfig`)."""
     job = WorkerConfig(**config)
+    # Ray Train logs one INFO line per report under its module's file path, outside the
+    # "ray.train" loggers LoggingConfig sets; the progress display replaces those lines.
+    logging.getLogger(ray_train_context.__file__).setLevel(logging.WARNING)
     if Path(job.workdir).is_dir():  # absent on other nodes of a cluster: specs there need absolute paths
         os.chdir(job.workdir)
     resolved = validate(job.spec)
