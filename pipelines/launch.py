@@ -60,7 +60,18 @@ def ensure_ray(address: str | None) -> None:
         return
     address = address or os.environ.get("RAY_ADDRESS")
     if address:
-        ray.init(address=address, logging_level=logging.WARNING)
+        try:
+            ray.init(address=address, logging_level=logging.WARNING)
+        except ray.exceptions.AuthenticationError:
+            raise UsageError(
+                f"--address {address}: the Ray cluster there requires token authentication; set "
+                "RAY_AUTH_MODE=token (Ray then reads the token from RAY_AUTH_TOKEN or ~/.ray/auth_token)"
+            ) from None
+        except (ConnectionError, TimeoutError) as err:
+            raise UsageError(
+                f"--address {address}: no Ray cluster reachable there ({err}); a cluster started with "
+                "token authentication (Ray's default) also needs RAY_AUTH_MODE=token here"
+            ) from None
     else:
         ray.init(logging_level=logging.WARNING, object_store_memory=512 * 2**20)
 
@@ -242,12 +253,12 @@ def run(resolved: ResolvedSpec, *, fresh: bool = False, address: str | None = No
     uri = tracking.resolve_uri(resolved.spec.tracking.uri)
     tracking.check_reachable(uri)
     prepare(resolved)
+    if resolved.spec.resources.workers > 0:
+        ensure_ray(address)
     tracked = open_run(resolved, fresh=fresh)
     status, error = "FAILED", None
     try:
         resume_step = resume_point(tracked)
-        if resolved.spec.resources.workers > 0:
-            ensure_ray(address)
         make_trainer(resolved, tracked, resume_step=resume_step).fit()
         status = "FINISHED"
     except KeyboardInterrupt:

@@ -141,8 +141,8 @@ def sweep(resolved: ResolvedSpec, *, address: str | None = None, fresh: bool = F
     uri = tracking.resolve_uri(spec.tracking.uri)
     tracking.check_reachable(uri)
     prepare(resolved)
-    parent = open_run(resolved, fresh=fresh, kind="sweep")
     ensure_ray(address)
+    parent = open_run(resolved, fresh=fresh, kind="sweep")
     cfg = spec.sweep
     space = {"assign": {path: _domain(dim) for path, dim in cfg.space.items()}}
     search_alg = None
