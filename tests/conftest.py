@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 from pathlib import Path
 
 import pytest
@@ -41,12 +42,29 @@ def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mlflow_template: Pa
     return tmp_path
 
 
+_SHARED_RAY = {"held": False}
+
+
+@pytest.fixture(autouse=True)
+def _no_leaked_ray():
+    """A Ray instance a test's in-process ``difflab`` started is shut down after it, so the next
+    test's ``ray.init`` (or ``--address``) is not silently skipped; ``ray_cluster``'s stays."""
+    yield
+    ray = sys.modules.get("ray")
+    if ray is not None and ray.is_initialized() and not _SHARED_RAY["held"]:
+        ray.shutdown()
+
+
 @pytest.fixture(scope="module")
 def ray_cluster():
     """A small local Ray instance for tests that need real workers."""
     import ray
 
+    if ray.is_initialized():
+        ray.shutdown()
     os.environ.setdefault("RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S", "120")
     ray.init(num_cpus=2, object_store_memory=256 * 2**20, include_dashboard=True, logging_level="WARNING")
+    _SHARED_RAY["held"] = True
     yield ray
+    _SHARED_RAY["held"] = False
     ray.shutdown()
