@@ -38,6 +38,30 @@ def test_booleans_are_not_numbers(
     assert not (workdir / "runs").exists()
 
 
+@pytest.mark.parametrize(
+    ("override", "needles"),
+    [
+        ("train.steps=1.0e+12", ("train.steps", "less than or equal to 10000000")),
+        ("train.batch_size=99999999999999", ("train.batch_size", "less than or equal to 65536")),
+        ("train.micro_batch_size=99999999999999", ("train.micro_batch_size", "less than or equal to 65536")),
+        ("eval.batch_size=99999999999999", ("eval.batch_size", "less than or equal to 65536")),
+        ("eval.num_samples=100000000", ("eval.num_samples", "less than or equal to 100000")),
+        ("resources.workers=100000", ("resources.workers", "less than or equal to 4096")),
+        ("resources.cpus_per_worker=.inf", ("resources.cpus_per_worker", "finite number")),
+        ("resources.cpus_per_worker=2000", ("resources.cpus_per_worker", "less than or equal to 1024")),
+        ("resources.gpus_per_worker=.nan", ("resources.gpus_per_worker", "finite number")),
+        ("resources.gpus_per_worker=1000", ("resources.gpus_per_worker", "less than or equal to 64")),
+    ],
+)
+@pytest.mark.parametrize("command", ["validate", "run"])
+def test_oversized_resources_are_rejected(
+    workdir: Path, capsys: pytest.CaptureFixture, command: str, override: str, needles: tuple[str, ...]
+) -> None:
+    path = write_spec(workdir, tiny_spec())
+    _fails(capsys, [command, str(path), "--set", override], *needles)
+    assert not (workdir / "runs").exists()
+
+
 def test_booleans_stay_booleans_where_a_field_takes_them(workdir: Path, capsys: pytest.CaptureFixture) -> None:
     path = write_spec(workdir, tiny_spec())
     assert main(["validate", str(path), "--set", "task.augment=false", "--set", "train.compile=true"]) == 0
