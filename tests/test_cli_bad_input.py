@@ -1,5 +1,6 @@
-"""Bad input that the spec's types alone let through: each exits 2 through the CLI, naming the
-YAML path or argument and what is allowed, without a traceback, and leaves nothing behind."""
+"""Bad input the types alone let through (booleans, oversized resources, malformed files,
+out-of-range arguments): each exits 2 through the CLI, naming the YAML path or argument and what
+is allowed, without a traceback, and starts nothing (no run folder, no MLflow run)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from components.spec import validate
+from pipelines import tracking
 from pipelines.cli import main
 from specs import tiny_spec, write_spec
 
@@ -67,3 +70,66 @@ def test_booleans_stay_booleans_where_a_field_takes_them(workdir: Path, capsys: 
     assert main(["validate", str(path), "--set", "task.augment=false", "--set", "train.compile=true"]) == 0
     out = capsys.readouterr().out
     assert "augment: false" in out and "compile: true" in out
+
+
+SOLUTION = "1234341221434321"
+PUZZLE = "1.3.3..2.1.3...1"
+PUZZLE_FILES = {
+    "columns.csv": ("a,b\n1,2\n", "match no known format"),
+    "length.csv": (f"quizzes,solutions\n{PUZZLE[:-1]},{SOLUTION}\n", "data row 1: puzzle does not have 16 characters"),
+    "invalid.csv": (f"quizzes,solutions\n{PUZZLE},{'1' * 16}\n", "data row 1: solution is not a valid grid"),
+    "disagree.csv": (f"quizzes,solutions\n2{PUZZLE[1:]},{SOLUTION}\n", "data row 1: solution disagrees with a given"),
+    "character.csv": (f"quizzes,solutions\nx{PUZZLE[1:]},{SOLUTION}\n", "data row 1: puzzle has a character outside"),
+    "header.csv": ("quizzes,solutions\n", "no puzzles (only a header"),
+    "empty.csv": ("", "cannot be read as CSV"),
+    "binary.csv": (bytes(range(256)) * 4, "cannot be read as CSV"),
+    "puzzles.txt": ("quizzes,solutions\n", "unknown file type (expected .csv, .csv.gz or .parquet)"),
+    "missing.csv": (None, "no such file"),
+    "folder.csv": ("folder", "not a file"),
+}
+
+
+def _puzzle_file(folder: Path, name: str) -> tuple[Path, str]:
+    content, problem = PUZZLE_FILES[name]
+    path = folder / name
+    if content == "folder":
+        path.mkdir()
+    elif isinstance(content, bytes):
+        path.write_bytes(content)
+    elif content is not None:
+        path.write_text(content)
+    return path, problem
+
+
+@pytest.fixture
+def logged_run(workdir: Path) -> str:
+    """A run in ./mlflow.db holding the tiny spec and no checkpoint (eval checks come first)."""
+    resolved = validate(tiny_spec())
+    uri = tracking.resolve_uri(None)
+    client = tracking.use(uri)
+    experiment_id = tracking.ensure_experiment(client, "tests", uri)
+    return tracking.create_run(client, experiment_id, resolved, str(workdir / "runs" / "none"), "run")
+
+
+@pytest.mark.parametrize("name", sorted(PUZZLE_FILES))
+def test_eval_rejects_a_bad_puzzle_file(workdir: Path, logged_run: str, capsys: pytest.CaptureFixture, name: str) -> None:
+    path, problem = _puzzle_file(workdir, name)
+    _fails(capsys, ["eval", logged_run, "--set", f"eval.data={path}"], "eval.data", str(path), problem)
+    assert tracking.use(tracking.resolve_uri(None)).get_run(logged_run).data.metrics == {}
+
+
+def test_eval_accepts_the_puzzles_alias(workdir: Path, logged_run: str, capsys: pytest.CaptureFixture) -> None:
+    good = workdir / "good.csv"
+    good.write_text(f"quizzes,solutions\n{PUZZLE},{SOLUTION}\n")
+    bad, problem = _puzzle_file(workdir, "invalid.csv")
+    _fails(capsys, ["eval", logged_run, "--set", f"eval.puzzles={bad}"], "eval.data", problem)
+    _fails(capsys, ["eval", logged_run, "--set", f"eval.puzzles={good}"], "has no checkpoint")
+
+
+@pytest.mark.parametrize("name", ["invalid.csv", "header.csv", "folder.csv"])
+def test_run_checks_the_eval_file_before_anything_starts(workdir: Path, capsys: pytest.CaptureFixture, name: str) -> None:
+    path, problem = _puzzle_file(workdir, name)
+    spec = write_spec(workdir, tiny_spec())
+    _fails(capsys, ["run", str(spec), "--set", f"eval.data={path}"], "eval.data", str(path), problem)
+    assert not (workdir / "runs").exists()
+    assert tracking.use(tracking.resolve_uri(None)).get_experiment_by_name("tests") is None

@@ -7,7 +7,7 @@ import typing
 from pathlib import Path
 from typing import Any, Literal, Union, get_args, get_origin
 
-from pydantic import BaseModel
+from pydantic import AliasChoices, BaseModel
 
 
 def _members(annotation: Any) -> list[Any]:
@@ -70,6 +70,22 @@ def model_at(model: type[BaseModel], raw: Any, parts: list[str]) -> type[BaseMod
         node = node.get(part) if isinstance(node, dict) else None
     picked = _pick(_members(annotation), node) if annotation is not None else None
     return picked if isinstance(picked, type) and issubclass(picked, BaseModel) else None
+
+
+def canonical_path(model: type[BaseModel], raw: Any, parts: list[str]) -> list[str]:
+    """``parts`` with each field alias replaced by the field's name (``eval.puzzles`` ->
+    ``eval.data``), so an override replaces the field instead of adding a second key."""
+    out: list[str] = []
+    for part in parts:
+        holder = model_at(model, raw, out)
+        if holder is not None and part not in holder.model_fields:
+            for name, field in holder.model_fields.items():
+                alias = field.validation_alias
+                if isinstance(alias, AliasChoices) and part in alias.choices:
+                    part = name
+                    break
+        out.append(part)
+    return out
 
 
 def expects_text(model: type[BaseModel], raw: Any, parts: list[str]) -> bool:

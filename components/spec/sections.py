@@ -89,7 +89,7 @@ class EvalConfig(SpecModel):
     data: Path | None = Field(
         None,
         validation_alias=AliasChoices("data", "puzzles"),
-        description="external evaluation file in the task's format (Sudoku: `puzzles` is an alias)",
+        description="external evaluation file in the task's format, checked before any work starts; `puzzles` is an alias",
     )
 
 

@@ -142,6 +142,10 @@ class SudokuTask(Task):
             return self._evals
         return {**self._evals, FILE_SET: self._file(Path(data), self.config.eval_puzzles)}
 
+    def check_data(self, path: Path) -> None:
+        """Load and check every used row of the puzzle file (see files.py); raises PuzzleFileError."""
+        self._file(path, self.config.eval_puzzles)
+
     def train_set(self) -> PuzzleSet:
         """Training puzzles minus any whose base occurs in a held-out set (before augmentation)."""
         if self._train is None:
