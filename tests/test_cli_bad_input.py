@@ -4,6 +4,7 @@ is allowed, without a traceback, and starts nothing (no run folder, no MLflow ru
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 
 import pytest
@@ -133,3 +134,13 @@ def test_run_checks_the_eval_file_before_anything_starts(workdir: Path, capsys: 
     _fails(capsys, ["run", str(spec), "--set", f"eval.data={path}"], "eval.data", str(path), problem)
     assert not (workdir / "runs").exists()
     assert tracking.use(tracking.resolve_uri(None)).get_experiment_by_name("tests") is None
+
+
+@pytest.mark.skipif(importlib.util.find_spec("psycopg") is not None, reason="the PostgreSQL driver is installed")
+def test_postgres_store_without_its_driver(workdir: Path, capsys: pytest.CaptureFixture) -> None:
+    uri = "postgresql://mlflow:secret@db:5432/mlflow"
+    path = write_spec(workdir, tiny_spec(tracking={"uri": uri}))
+    err = _fails(capsys, ["run", str(path)], "postgresql://mlflow:***@db:5432/mlflow", "psycopg", "difflab[postgres]")
+    assert "secret" not in err
+    assert not (workdir / "runs").exists()
+    _fails(capsys, ["leaderboard", "--uri", uri], "difflab[postgres]")
