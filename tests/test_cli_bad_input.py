@@ -136,6 +136,14 @@ def test_run_checks_the_eval_file_before_anything_starts(workdir: Path, capsys: 
     assert tracking.use(tracking.resolve_uri(None)).get_experiment_by_name("tests") is None
 
 
+def test_sample_count_has_an_upper_bound(workdir: Path, logged_run: str, capsys: pytest.CaptureFixture) -> None:
+    _fails(capsys, ["sample", logged_run, "-n", "100000000"], "-n", "between 1 and 100000", "100000000")
+
+
+def test_leaderboard_output_into_a_missing_folder(workdir: Path, logged_run: str, capsys: pytest.CaptureFixture) -> None:
+    _fails(capsys, ["leaderboard", "tests", "--output", "missing/dir/x.csv"], "--output", str(workdir / "missing" / "dir"), "does not exist")
+
+
 @pytest.mark.skipif(importlib.util.find_spec("psycopg") is not None, reason="the PostgreSQL driver is installed")
 def test_postgres_store_without_its_driver(workdir: Path, capsys: pytest.CaptureFixture) -> None:
     uri = "postgresql://mlflow:secret@db:5432/mlflow"
