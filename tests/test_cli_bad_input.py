@@ -152,3 +152,25 @@ def test_postgres_store_without_its_driver(workdir: Path, capsys: pytest.Capture
     assert "secret" not in err
     assert not (workdir / "runs").exists()
     _fails(capsys, ["leaderboard", "--uri", uri], "difflab[postgres]")
+
+
+def _sweep(metric: str) -> dict:
+    return {"metric": metric, "mode": "max", "space": {"task.eval_tiers": {"grid": [["easy"], ["easy", "hard"]]}}}
+
+
+@pytest.mark.parametrize(
+    ("metric", "needles"),
+    [
+        ("eval/puzzle_accuracy", ("never reported by this spec", "eval/easy/default/cell_accuracy", "eval/elbo")),
+        ("eval/medium/default/cell_accuracy", ("never reported", "eval/hard/default/puzzle_accuracy")),
+        ("puzzle_accuracy", ("never reported", "train/* or eval/*")),
+    ],
+)
+def test_sweep_metric_no_trial_reports(workdir: Path, capsys: pytest.CaptureFixture, metric: str, needles: tuple[str, ...]) -> None:
+    path = write_spec(workdir, tiny_spec(sweep=_sweep(metric)))
+    _fails(capsys, ["validate", str(path)], "sweep.metric", metric, *needles)
+
+
+@pytest.mark.parametrize("metric", ["eval/elbo", "eval/ppl", "eval/hard/default/cell_accuracy", "train/loss"])
+def test_sweep_metrics_the_spec_reports_pass(workdir: Path, capsys: pytest.CaptureFixture, metric: str) -> None:
+    assert main(["validate", str(write_spec(workdir, tiny_spec(sweep=_sweep(metric))))]) == 0
