@@ -16,6 +16,7 @@ from rich.table import Table
 
 from components.registry import BuildError
 from components.spec import Problem, SpecError, load_spec
+from components.spec.sections import MAX_SAMPLES
 from pipelines.errors import RunFailed, UsageError
 
 USAGE_ERROR = 2
@@ -60,7 +61,7 @@ def _parser() -> argparse.ArgumentParser:
 
     p = commands.add_parser("sample", help="generate with a run's checkpoint; print and log the samples")
     p.add_argument("run_id")
-    p.add_argument("-n", type=int, default=4, help="number of samples (default 4)")
+    p.add_argument("-n", type=int, default=4, help=f"number of samples (default 4, at most {MAX_SAMPLES})")
     p.add_argument("--steps", type=int, help="sampler steps (overrides the spec)")
     p.add_argument("--sampler", help="name of one of the run's eval samplers (default: the first)")
     _add_uri_arg(p)
@@ -89,9 +90,17 @@ def _print_run_summary(client, run_id: str, uri: str) -> None:  # noqa: ANN001 -
     print(f"MLflow run {run_id} in {uri}")
 
 
-def _positive(value: int | None, flag: str) -> None:
-    if value is not None and value < 1:
-        raise SpecError("command line", [Problem(flag, f"must be >= 1, got {value}")])
+def _in_range(value: int | None, flag: str, most: int | None = None) -> None:
+    if value is not None and (value < 1 or (most is not None and value > most)):
+        allowed = f"between 1 and {most}" if most is not None else ">= 1"
+        raise SpecError("command line", [Problem(flag, f"must be {allowed}, got {value}")])
+
+
+def _existing_folder(path: Path | None, flag: str) -> None:
+    """Exit 2 before any work when the folder that ``path`` goes into does not exist (``--plot``
+    creates its folder; ``--output`` names a file in an existing one)."""
+    if path is not None and not path.resolve().parent.is_dir():
+        raise SpecError("command line", [Problem(flag, f"folder {path.resolve().parent} does not exist; create it or name another file")])
 
 
 def _command(args: argparse.Namespace) -> int:
@@ -139,12 +148,13 @@ def _command(args: argparse.Namespace) -> int:
     if args.command == "sample":
         from pipelines.evaluate import sample_run
 
-        _positive(args.n, "-n")
-        _positive(args.steps, "--steps")
+        _in_range(args.n, "-n", MAX_SAMPLES)
+        _in_range(args.steps, "--steps")
         for i, text in enumerate(sample_run(uri, args.run_id, args.n, args.steps, args.sampler)):
             print(f"--- sample {i}\n{text}")
         return 0
 
+    _existing_folder(args.output, "--output")
     client = tracking.use(uri)
     metric, mode = leaderboard.default_ranking(client, args.sweep)
     metric, mode = args.metric or metric, args.mode or mode

@@ -13,13 +13,13 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from components.batch import Batch
-from components.experiment import Experiment, build_experiment
+from components.experiment import Experiment, build_experiment, build_task
 from components.spec import ResolvedSpec, SpecError, validate
 from components.spec.errors import Problem
 from components.spec.loading import apply_overrides
 from pipelines import checkpoint, tracking
 from pipelines.errors import UsageError
-from pipelines.launch import cache_dir
+from pipelines.launch import cache_dir, check_eval_data
 from pipelines.state import TrainState, ema_of
 from pipelines.storage import Location
 from pipelines.train import evaluate as evaluate_model
@@ -60,6 +60,8 @@ def load_run(uri: str, run_id: str, overrides: list[str] | None = None) -> Loade
         raise UnknownRun(f"run {run_id} has no {tracking.SPEC_ARTIFACT} artifact; it was not made by difflab") from None
     data = apply_overrides(yaml.safe_load(text), overrides or [], label)
     resolved = validate(data, label)
+    task = build_task(resolved.spec, cache_dir())
+    check_eval_data(resolved.spec, task)
     folder = run.data.tags.get(tracking.TAG_RUN_DIR, "")
     found = None
     if folder:
@@ -71,7 +73,7 @@ def load_run(uri: str, run_id: str, overrides: list[str] | None = None) -> Loade
             print(f"difflab: warning: skipping a broken checkpoint: {line}", file=sys.stderr)
     if found is None:
         raise UnknownRun(f"run {run_id} has no checkpoint under {folder or '<no run folder tag>'}")
-    experiment = build_experiment(resolved.spec, cache_dir())
+    experiment = build_experiment(resolved.spec, cache_dir(), task)
     experiment.task.prepare()
     shared, _ = checkpoint.load(found.location, rank=None)
     state = TrainState(experiment.model, ema=ema_of(experiment.model, resolved.spec.train.ema))

@@ -22,7 +22,8 @@ from ray.train import CheckpointConfig, FailureConfig, LoggingConfig, RunConfig,
 from ray.train.torch import TorchConfig, TorchTrainer
 
 from components.experiment import build_task, check_buildable
-from components.spec import ResolvedSpec
+from components.spec import ResolvedSpec, Spec
+from components.tasks.base import Task
 from pipelines import checkpoint, tracking
 from pipelines.errors import RunFailed, UsageError
 from pipelines.locks import RunLock
@@ -44,14 +45,24 @@ def prepare(resolved: ResolvedSpec) -> None:
     """Build the task's caches once, in the driver, and check the components fit together and
     that the files the spec names exist, so a bad spec fails before any worker starts."""
     spec = resolved.spec
-    if spec.eval.data is not None and not Path(spec.eval.data).is_file():
-        raise UsageError(f"eval.data: file not found: {spec.eval.data}")
     task = build_task(spec, cache_dir())
+    check_eval_data(spec, task)
     try:
         task.prepare()
     except (FileNotFoundError, ValueError) as err:
         raise UsageError(f"task ({spec.task.kind}): {err}") from None
     check_buildable(spec, task)
+
+
+def check_eval_data(spec: Spec, task: Task) -> None:
+    """Raise UsageError naming ``eval.data`` and the problem unless it is a valid evaluation
+    file for ``task`` (or unset)."""
+    if spec.eval.data is None:
+        return
+    try:
+        task.check_data(Path(spec.eval.data))
+    except (OSError, ValueError) as err:
+        raise UsageError(f"eval.data: {err}") from None
 
 
 def ensure_ray(address: str | None) -> None:

@@ -31,6 +31,7 @@ TAG_CHECKPOINT = "difflab.checkpoint"
 TAG_KIND = "difflab.kind"  # "run" | "sweep" | "trial"
 TAG_ERROR = "difflab.error"
 TAG_RESUMED_FROM = "difflab.resumed_from_run"  # checkpoints of this MLflow run (missing from this store) continued here
+DATABASE_SCHEMES = ("postgresql", "mysql", "mssql")  # SQLAlchemy stores MLflow supports
 SPEC_ARTIFACT = "spec.yaml"
 PARAM_LIMIT = 6000
 
@@ -68,11 +69,33 @@ def check_reachable(uri: str, timeout_s: float = 5.0) -> None:
         folder = Path(uri.removeprefix("sqlite:///")).parent
         if not folder.is_dir() or not os.access(folder, os.W_OK):
             raise TrackingError(f"MLflow SQLite store {uri}: folder {folder} does not exist or is not writable")
+    elif uri.startswith(DATABASE_SCHEMES):
+        check_driver(uri)
     elif uri.startswith("file:") or "://" not in uri:
         raise TrackingError(
             f"tracking URI {uri!r} is a file store, which MLflow 3 no longer supports; "
             "use sqlite:///path/mlflow.db, http(s)://host:port or postgresql://..."
         )
+
+
+def check_driver(uri: str) -> None:
+    """Raise :class:`TrackingError` naming the package to install when the Python driver of a
+    database store (SQLAlchemy URI) is missing; the password never appears in the message."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+
+    try:
+        url = make_url(uri)
+        shown = url.render_as_string(hide_password=True)
+        url.get_dialect().import_dbapi()
+    except (ArgumentError, NoSuchModuleError) as err:
+        raise TrackingError(f"tracking URI {uri.split('://')[0]}://...: {err}") from None
+    except ImportError as err:
+        if err.name == "psycopg":
+            hint = "install the postgres extra: pip install 'difflab[postgres]'"
+        else:
+            hint = f"install the package that provides the module {err.name!r}"
+        raise TrackingError(f"tracking URI {shown} needs the database driver {err.name!r}, which is not installed; {hint}") from None
 
 
 def git_commit() -> str:

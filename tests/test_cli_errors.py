@@ -76,7 +76,7 @@ def test_sweep_without_sweep_section_and_missing_eval_file(workdir: Path, capsys
     path = write_spec(workdir, tiny_spec())
     _fails(capsys, ["sweep", str(path)], "sweep", "use `difflab run`")
     missing = write_spec(workdir, tiny_spec(eval={"data": str(workdir / "gone.csv")}), "missing.yaml")
-    _fails(capsys, ["run", str(missing)], "eval.data: file not found")
+    _fails(capsys, ["run", str(missing)], "eval.data:", "gone.csv: no such file")
     assert not (workdir / "runs").exists()
 
 

@@ -183,6 +183,7 @@ def test_evaluate_metric_plumbing(tmp_path):
         unknown = (task.eval_sets()[tier].puzzles[:10] == 0).sum()
         assert m[f"{tier}/k1/cell_accuracy"] == pytest.approx(1 - 10 / unknown)
     assert len(m) == 2 * 2 * 6
+    assert sorted(m) == sorted(task.config.metric_names(list(samplers), external_data=False))  # what sweep.metric is checked against
     assert "[" in result.artifacts["sudoku_examples.md"] and "failed: 3 unit violations" in result.artifacts["sudoku_examples.md"]
     assert 'class="wrong' in result.artifacts["sudoku_examples.html"]
     assert len(result.samples) == 2 * 2 * 4

@@ -14,7 +14,7 @@ from pydantic import ValidationError
 
 from components.spec.errors import Problem, SpecError, problems_from_validation
 from components.spec.model import Spec
-from components.spec.schema import expects_text
+from components.spec.schema import boolean_leaves, canonical_path, expects_text
 
 
 @dataclass(frozen=True)
@@ -134,8 +134,9 @@ def set_path(data: dict[str, Any], parts: list[str], value: Any) -> None:
 
 
 def apply_overrides(data: dict[str, Any], overrides: list[str], label: str) -> dict[str, Any]:
-    """Apply ``a.b=c`` overrides. Values are YAML scalars/flow collections, except where the
-    schema expects text, which keeps the raw string (``--set name=123`` stays "123")."""
+    """Apply ``a.b=c`` overrides (a field's alias sets the field). Values are YAML scalars/flow
+    collections, except where the schema expects text, which keeps the raw string (``--set
+    name=123`` stays "123")."""
     out = copy.deepcopy(data)
     problems = []
     for item in overrides:
@@ -144,6 +145,7 @@ def apply_overrides(data: dict[str, Any], overrides: list[str], label: str) -> d
         except ValueError as err:
             problems.append(Problem("", str(err)))
             continue
+        parts = canonical_path(Spec, out, parts)
         if expects_text(Spec, out, parts):
             value: Any = raw
         else:
@@ -161,10 +163,14 @@ def validate(data: dict[str, Any], label: str = "<dict>", source: Path | None = 
     """Validate a resolved mapping (extends already merged) into a :class:`ResolvedSpec`."""
     if "extends" in data:
         raise SpecError(label, [Problem("extends", "extends is only allowed in spec files")])
+    problems = [Problem(path, "expected a number, got a boolean (true/false)") for path in boolean_leaves(Spec, data)]
     try:
         spec = Spec.model_validate(data)
     except ValidationError as err:
-        raise SpecError(label, problems_from_validation(err, data, Spec)) from None
+        flagged = {p.path for p in problems}
+        problems += [p for p in problems_from_validation(err, data, Spec) if p.path not in flagged]
+    if problems:
+        raise SpecError(label, problems)
     resolved = ResolvedSpec(spec=spec, hash=canonical_hash(spec.model_dump(mode="json")), source=source)
     if spec.sweep is not None:
         from components.spec.trials import sweep_problems  # trials builds on this module

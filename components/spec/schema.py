@@ -7,7 +7,7 @@ import typing
 from pathlib import Path
 from typing import Any, Literal, Union, get_args, get_origin
 
-from pydantic import BaseModel
+from pydantic import AliasChoices, BaseModel
 
 
 def _members(annotation: Any) -> list[Any]:
@@ -72,6 +72,22 @@ def model_at(model: type[BaseModel], raw: Any, parts: list[str]) -> type[BaseMod
     return picked if isinstance(picked, type) and issubclass(picked, BaseModel) else None
 
 
+def canonical_path(model: type[BaseModel], raw: Any, parts: list[str]) -> list[str]:
+    """``parts`` with each field alias replaced by the field's name (``eval.puzzles`` ->
+    ``eval.data``), so an override replaces the field instead of adding a second key."""
+    out: list[str] = []
+    for part in parts:
+        holder = model_at(model, raw, out)
+        if holder is not None and part not in holder.model_fields:
+            for name, field in holder.model_fields.items():
+                alias = field.validation_alias
+                if isinstance(alias, AliasChoices) and part in alias.choices:
+                    part = name
+                    break
+        out.append(part)
+    return out
+
+
 def expects_text(model: type[BaseModel], raw: Any, parts: list[str]) -> bool:
     """True if the leaf at ``parts`` takes only strings or paths, so a --set value stays text."""
     annotation = annotation_at(model, raw, parts)
@@ -85,3 +101,37 @@ def expects_text(model: type[BaseModel], raw: Any, parts: list[str]) -> bool:
         elif m not in (str, Path):
             return False
     return bool(members)
+
+
+def _boolean_for_number(value: Any, annotation: Any) -> bool:
+    """True if ``value`` holds a bool where ``annotation`` takes a number but no bool, looking
+    into lists and tuples (pydantic would otherwise read YAML ``true`` as 1)."""
+    members = _members(annotation)
+    if isinstance(value, bool):
+        return bool({int, float} & set(members)) and bool not in members and Any not in members
+    if not isinstance(value, (list, tuple)):
+        return False
+    for container in (m for m in members if get_origin(m) in (list, tuple)):
+        elements = [a for a in get_args(container) if a is not Ellipsis]
+        if any(_boolean_for_number(item, Union[tuple(elements)]) for item in value):  # noqa: UP007
+            return True
+    return False
+
+
+def boolean_leaves(model: type[BaseModel], raw: dict[str, Any]) -> list[str]:
+    """Dotted paths of ``raw`` (a mapping validated by ``model``) that hold a boolean where the
+    field takes a number."""
+    found: list[str] = []
+
+    def walk(node: dict[str, Any], parents: list[str]) -> None:
+        for key, value in node.items():
+            parts = [*parents, str(key)]
+            if isinstance(value, dict):
+                walk(value, parts)
+                continue
+            annotation = annotation_at(model, raw, parts)
+            if annotation is not None and _boolean_for_number(value, annotation):
+                found.append(".".join(parts))
+
+    walk(raw, [])
+    return found

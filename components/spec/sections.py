@@ -13,6 +13,17 @@ from components.registry import SpecModel
 from components.samplers import SAMPLERS
 from components.schedules import TIME_SAMPLERS, LrSchedule
 
+# Upper bounds of resource-shaped fields: generous for one job on one cluster, small enough that
+# a typo (an extra digit, 1e29) is an error instead of an allocation of terabytes.
+MAX_STEPS = 10_000_000  # optimizer steps
+MAX_BATCH = 65_536  # sequences per batch (global, micro or eval)
+MAX_EVAL_BATCHES = 10_000  # validation batches per evaluation
+MAX_SAMPLES = 100_000  # generations per evaluation
+MAX_WORKERS = 4096  # Ray Train workers
+MAX_CPUS_PER_WORKER = 1024.0
+MAX_GPUS_PER_WORKER = 64.0
+MAX_TRIALS = 10_000  # sweep repeats or draws, trials at once
+
 # --------------------------------------------------------------------------- train
 
 
@@ -31,10 +42,10 @@ class OptimizerConfig(SpecModel):
 
 
 class TrainConfig(SpecModel):
-    steps: int = Field(1000, ge=1, description="optimizer steps")
-    batch_size: int = Field(64, ge=1, description="global batch (sequences per optimizer step)")
+    steps: int = Field(1000, ge=1, le=MAX_STEPS, description="optimizer steps")
+    batch_size: int = Field(64, ge=1, le=MAX_BATCH, description="global batch (sequences per optimizer step)")
     micro_batch_size: int | None = Field(
-        None, ge=1, description="sequences per forward pass per worker; default batch_size / workers"
+        None, ge=1, le=MAX_BATCH, description="sequences per forward pass per worker; default batch_size / workers"
     )
     optimizer: OptimizerConfig = OptimizerConfig()
     grad_clip: float | None = Field(1.0, gt=0.0, description="max global grad norm; null disables")
@@ -49,7 +60,7 @@ class TrainConfig(SpecModel):
     )
     keep_checkpoints: int = Field(2, ge=1, le=1000, description="newest checkpoints kept per run")
     max_nonfinite_steps: int = Field(
-        0, ge=0, description="steps with a non-finite loss or gradient norm skipped before the run fails; 0 = fail at the first"
+        0, ge=0, le=MAX_STEPS, description="steps with a non-finite loss or gradient norm skipped before the run fails; 0 = fail at the first"
     )
 
 
@@ -67,10 +78,10 @@ class ElboEstimator(SpecModel):
 
 class EvalConfig(SpecModel):
     every: int = Field(1000, ge=1, description="steps between evaluations (also run at the end)")
-    batches: int = Field(8, ge=1, description="validation batches for the ELBO")
-    batch_size: int = Field(64, ge=1)
+    batches: int = Field(8, ge=1, le=MAX_EVAL_BATCHES, description="validation batches for the ELBO")
+    batch_size: int = Field(64, ge=1, le=MAX_BATCH)
     elbo: ElboEstimator = ElboEstimator()
-    num_samples: int = Field(64, ge=0, description="generations for task metrics")
+    num_samples: int = Field(64, ge=0, le=MAX_SAMPLES, description="generations for task metrics")
     samplers: dict[str, SAMPLERS.union()] = Field(  # type: ignore[valid-type]
         default_factory=dict,
         description="named sampler settings for task metrics; empty = the top-level sampler as 'default'",
@@ -78,7 +89,7 @@ class EvalConfig(SpecModel):
     data: Path | None = Field(
         None,
         validation_alias=AliasChoices("data", "puzzles"),
-        description="external evaluation file in the task's format (Sudoku: `puzzles` is an alias)",
+        description="external evaluation file in the task's format, checked before any work starts; `puzzles` is an alias",
     )
 
 
@@ -86,11 +97,11 @@ class EvalConfig(SpecModel):
 
 
 class ResourcesConfig(SpecModel):
-    workers: int = Field(0, ge=0, le=4096, description="0 = Ray Train local mode (in-process)")
-    cpus_per_worker: float = Field(1.0, gt=0.0)
-    gpus_per_worker: float = Field(0.0, ge=0.0)
+    workers: int = Field(0, ge=0, le=MAX_WORKERS, description="0 = Ray Train local mode (in-process)")
+    cpus_per_worker: float = Field(1.0, gt=0.0, le=MAX_CPUS_PER_WORKER, allow_inf_nan=False)
+    gpus_per_worker: float = Field(0.0, ge=0.0, le=MAX_GPUS_PER_WORKER, allow_inf_nan=False)
     backend: Literal["auto", "gloo", "nccl"] = Field("auto", description="auto: nccl on GPU, gloo on CPU")
-    max_failures: int = Field(0, ge=-1, description="worker-group restarts from the last checkpoint; -1 = unlimited")
+    max_failures: int = Field(0, ge=-1, le=1000, description="worker-group restarts from the last checkpoint; -1 = unlimited")
 
     @model_validator(mode="after")
     def _nccl_needs_gpu(self) -> "ResourcesConfig":
@@ -154,10 +165,10 @@ class SweepConfig(SpecModel):
     metric: str = Field(description="metric to rank trials by, e.g. eval/elbo or eval/easy/k5/puzzle_accuracy")
     mode: Literal["max", "min"]
     space: dict[str, SweepDimension] = Field(min_length=1, description="dotted spec path -> values")
-    samples: int = Field(1, ge=1, description="repeats of the grid (grid) or draws (other dimensions)")
+    samples: int = Field(1, ge=1, le=MAX_TRIALS, description="repeats of the grid (grid) or draws (other dimensions)")
     scheduler: AshaConfig | FifoConfig = Field(default_factory=FifoConfig, discriminator="kind")
     search: Literal["random", "optuna"] = "random"
-    max_concurrent: int | None = Field(None, ge=1, description="default: derived from resources and the cluster")
+    max_concurrent: int | None = Field(None, ge=1, le=MAX_TRIALS, description="default: derived from resources and the cluster")
     seed: int = Field(0, ge=0)
 
     @model_validator(mode="after")

@@ -64,6 +64,12 @@ class Task(ABC):
         """Build caches (generated puzzles, tokenized shards, trained tokenizers). Called once in
         the driver before any worker starts; workers then only read. Idempotent."""
 
+    def check_data(self, path: Path) -> None:
+        """Raise ValueError naming ``path`` and the problem unless it is an external evaluation
+        file in this task's format (see :meth:`evaluate`). The default only asks for a file."""
+        if not path.is_file():
+            raise ValueError(f"{path}: {'not a file' if path.exists() else 'no such file'}")
+
     @abstractmethod
     def train_stream(self, batch_size: int, *, rank: int, world_size: int, seed: int) -> DataStream:
         """This rank's share of the training data, ``batch_size`` sequences per batch."""

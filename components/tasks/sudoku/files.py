@@ -25,11 +25,22 @@ class PuzzleFileError(ValueError):
 
 
 def _read(path: Path) -> pl.DataFrame:
+    """The file as a table of strings (CSV) or typed columns (parquet); unreadable content
+    (empty, binary, not CSV or parquet inside) raises :class:`PuzzleFileError`."""
+    if not path.exists():
+        raise PuzzleFileError(f"{path}: no such file")
+    if not path.is_file():
+        raise PuzzleFileError(f"{path}: not a file (expected a .csv, .csv.gz or .parquet file)")
     name = path.name.lower()
-    if name.endswith((".csv", ".csv.gz")):
-        return pl.read_csv(path, infer_schema=False)
-    if name.endswith(".parquet"):
-        return pl.read_parquet(path)
+    try:
+        if name.endswith((".csv", ".csv.gz")):
+            return pl.read_csv(path, infer_schema=False)
+        if name.endswith(".parquet"):
+            return pl.read_parquet(path)
+    except (pl.exceptions.PolarsError, OSError) as err:
+        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+        kind = "parquet" if name.endswith(".parquet") else "CSV"
+        raise PuzzleFileError(f"{path}: cannot be read as {kind}: {reason}") from None
     raise PuzzleFileError(f"{path}: unknown file type (expected .csv, .csv.gz or .parquet)")
 
 
@@ -59,19 +70,19 @@ def load_puzzle_file(
     first ``limit`` rows after filtering."""
     path = Path(path)
     geometry(size)  # rejects unsupported sizes
-    if not path.exists():
-        raise PuzzleFileError(f"{path}: no such file")
     frame = _read(path)
     puzzle_col, solution_col = FORMATS[detect_format(frame.columns, path)]
     frame = frame.with_row_index("row", offset=1)
+    if frame.height == 0:
+        raise PuzzleFileError(f"{path}: no puzzles (only a header or no rows)")
     if rating_min is not None and "rating" in frame.columns:
         rating = frame["rating"].cast(pl.Float64, strict=False)
         _fail(path, frame["row"], rating.is_null(), "rating is not a number")
         frame = frame.filter(rating >= rating_min)
+        if frame.height == 0:
+            raise PuzzleFileError(f"{path}: no puzzles with rating >= {rating_min}")
     if limit is not None:
         frame = frame.head(limit)
-    if frame.height == 0:
-        raise PuzzleFileError(f"{path}: no puzzles (after the rating filter rating >= {rating_min})")
     rows = frame["row"]
     cells = size * size
     texts = {}

@@ -39,6 +39,7 @@ from components.tasks.sudoku.split import drop_leaks
 from components.tasks.sudoku.stream import SudokuStream
 
 FILE_SET = "file"
+SET_METRICS = ("puzzle_accuracy", "cell_accuracy", "violations", "violated_fraction", "passes", "seconds")
 
 
 class SudokuConfig(SpecModel):
@@ -75,6 +76,12 @@ class SudokuConfig(SpecModel):
     )
     workers: int | None = Field(None, ge=1, le=1024, description="generation processes; default all cores")
     examples: int = Field(4, ge=0, le=100, description="rendered examples per eval set and sampler")
+
+    def metric_names(self, samplers: list[str], external_data: bool) -> list[str]:
+        """Names of the metrics :meth:`SudokuTask.evaluate` reports (without ``eval/``) for these
+        sampler names; ``external_data``: an ``eval.data`` file adds the ``file`` set."""
+        sets = [*self.eval_tiers, *([FILE_SET] if self.eval_file is not None or external_data else [])]
+        return [f"{s}/{k}/{m}" for s in sets for k in samplers for m in SET_METRICS]
 
     @model_validator(mode="before")
     @classmethod
@@ -141,6 +148,10 @@ class SudokuTask(Task):
         if data is None:
             return self._evals
         return {**self._evals, FILE_SET: self._file(Path(data), self.config.eval_puzzles)}
+
+    def check_data(self, path: Path) -> None:
+        """Load and check every used row of the puzzle file (see files.py); raises PuzzleFileError."""
+        self._file(path, self.config.eval_puzzles)
 
     def train_set(self) -> PuzzleSet:
         """Training puzzles minus any whose base occurs in a held-out set (before augmentation)."""
