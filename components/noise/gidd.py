@@ -1,4 +1,5 @@
-"""GIDD hybrid mask + uniform noise (diffusion.md section 1.1; dvruette/gidd HybridDiffusion).
+"""GIDD hybrid mask + uniform noise (von Rütte et al. 2025; docs/math.md "Forward
+processes"; dvruette/gidd HybridDiffusion).
 
 With B = 2^gamma p_u / (1 - p_u), c_t = B (t (1 - t))^(gamma/2) and C_t = 1 + c_t:
 alpha_t = (1 - t) / C_t and beta_t pi_t = (t e_m + c_t u) / C_t, where u is uniform over the
@@ -83,3 +84,7 @@ class GiddNoise(InterpolatingNoise):
 
     def prior(self, shape: tuple[int, ...], device: torch.device | str = "cpu") -> torch.Tensor:
         return torch.full(shape, self.mask_id, dtype=torch.long, device=device)
+
+    def prior_kl(self, x0: torch.Tensor) -> torch.Tensor:
+        """0: c_1 = 0 and alpha_1 = 0, so q_1(. | x0) = e_m is the all-mask prior."""
+        return torch.zeros(x0.shape, dtype=torch.float64, device=x0.device)

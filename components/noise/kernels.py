@@ -1,6 +1,7 @@
-"""Jump kernels for GDDS uniformization (diffusion.md section 4): F_t(. | i), the distribution of
-the state a jump from token i lands on, with column access (one draw per current token; the
-V x V matrix is never needed except for the explicit ``matrix`` kernel).
+"""Jump kernels for GDDS uniformization (Zekri et al. 2026; docs/math.md "Forward processes"):
+F_t(. | i), the distribution of the state a jump from token i lands on, with column access (one
+draw per current token; the V x V matrix is never needed except for the explicit ``matrix``
+kernel).
 
 Units: ``t`` is diffusion time in [0, 1]; ``lam`` is the integrated jump intensity
 Lambda(t) = -log alpha_t (expected number of jumps up to t). Distributions are Float64[..., V]
@@ -120,6 +121,10 @@ class JumpKernel(ABC):
         only. Returns Float64 of p0's shape."""
         raise NotImplementedError(f"{type(self).__name__} is time-dependent: no closed-form marginal")
 
+    def jump_matrix(self, device: torch.device | str) -> torch.Tensor:
+        """F: Float64[V, V], row i = F(. | i); constant kernels only."""
+        raise NotImplementedError(f"{type(self).__name__} is time-dependent: no constant jump matrix")
+
 
 def non_mask_uniform(vocab_size: int, mask_id: int, device: torch.device | str) -> torch.Tensor:
     """Float64[V]: 1 / (V - 1) on every non-mask token, 0 on the mask."""
@@ -158,8 +163,11 @@ class MixtureKernel(JumpKernel):
         return self.pi.to(device)
 
     def propagate(self, p0: torch.Tensor, lam: torch.Tensor) -> torch.Tensor:
-        stay = torch.exp(-lam.double()).view((-1,) + (1,) * (p0.dim() - 1))
+        stay = torch.exp(-lam.double().to(p0.device)).view((-1,) + (1,) * (p0.dim() - 1))
         return stay * p0.double() + (1.0 - stay) * self.pi.to(p0.device)
+
+    def jump_matrix(self, device: torch.device | str) -> torch.Tensor:
+        return self.pi.to(device)[None].expand(self.vocab_size, -1)
 
 
 class UniformKernel(MixtureKernel):
@@ -243,12 +251,15 @@ class MatrixKernel(JumpKernel):
 
     def propagate(self, p0: torch.Tensor, lam: torch.Tensor) -> torch.Tensor:
         generator = self.matrix.to(p0.device) - torch.eye(self.vocab_size, dtype=torch.float64, device=p0.device)
-        transition = torch.linalg.matrix_exp(lam.double().view(-1, 1, 1) * generator)  # [B, V, V]
+        transition = torch.linalg.matrix_exp(lam.double().to(p0.device).view(-1, 1, 1) * generator)  # [B, V, V]
         flat = p0.double().reshape(p0.shape[0], -1, self.vocab_size)
         return torch.bmm(flat, transition).reshape(p0.shape)
 
     def prior_probs(self, device: torch.device | str) -> torch.Tensor:
         return self.prior.to(device)
+
+    def jump_matrix(self, device: torch.device | str) -> torch.Tensor:
+        return self.matrix.to(device)
 
 
 class KnnKernel(JumpKernel):
