@@ -104,8 +104,8 @@ def test_mask_and_uniform_kernels_are_the_closed_form_processes(kind: str) -> No
 
 
 def sik_matrices(emb: torch.Tensor, top_k: int, rank: int, bandwidth: float) -> torch.Tensor:
-    """F_sem over the non-mask tokens, written out directly (loops, no shared code):
-    Float64[N, N]."""
+    """F_sem of ``scaling: sqrt_distance`` over the non-mask tokens, written out directly (loops,
+    no shared code): Float64[N, N]."""
     n = len(emb)
     d = torch.tensor([[float(((emb[i] - emb[j]) ** 2).sum()) for j in range(n)] for i in range(n)], dtype=torch.float64)
     order = [sorted((j for j in range(n) if j != i), key=lambda j: float(d[i, j])) for i in range(n)]
@@ -123,7 +123,7 @@ def test_knn_kernel_follows_the_time_ordered_exponential(tmp_path) -> None:
     emb = torch.randn(V, 3, generator=gen, dtype=torch.float64)  # row MASK is ignored
     torch.save(emb, tmp_path / "emb.pt")
     cfg = {"top_k": 2, "scale_neighbor": 2, "bandwidth": 1.0, "lambda_min": 0.1, "steepness": 6.0, "midpoint": 0.4}
-    process = build({"kind": "knn", "embeddings": str(tmp_path / "emb.pt"), **cfg})
+    process = build({"kind": "knn", "embeddings": str(tmp_path / "emb.pt"), "scaling": "sqrt_distance", **cfg})
 
     tokens = [v for v in range(V) if v != MASK]
     n = len(tokens)
@@ -154,6 +154,35 @@ def test_knn_kernel_follows_the_time_ordered_exponential(tmp_path) -> None:
     assert_matches(frequencies(zt), expected, SAMPLES)
     with pytest.raises(NotImplementedError):
         process.marginal(torch.eye(V, dtype=torch.float64)[clean], TIMES)
+
+
+def test_gdds_scaling_on_a_hand_computed_table(tmp_path) -> None:
+    """Four tokens on a line at 0, 1, 3, 7 (V = 5 with the mask last), scale_neighbor 1, top_k 2.
+    Squared distances D from each token: 0 -> (1, 9, 49), 1 -> (1, 4, 36), 3 -> (9, 4, 16),
+    7 -> (49, 36, 16); sigma_i = D to the nearest other token: 1, 1, 4, 16. The normalised
+    D_ij / (sigma_i sigma_j) from 0: 1, 9/4, 49/16; from 1: 1, 1, 36/16; from 3: 9/4, 1, 1/4;
+    from 7: 49/16, 36/16, 1/4. With bandwidth 1 the neighbours and weights are
+    0: {1: e^-1, 3: e^-9/4}; 1: {0: e^-1, 3: e^-1}; 3: {7: e^-1/4, 1: e^-1}; 7: {3: e^-1/4, 1: e^-9/4}.
+    (The raw distance would have picked 1 and 3 for token 7.)"""
+    emb = torch.tensor([[0.0], [1.0], [3.0], [7.0]], dtype=torch.float64)
+    np.save(tmp_path / "line.npy", emb.numpy())
+    process = build(
+        {"kind": "knn", "embeddings": str(tmp_path / "line.npy"), "top_k": 2, "scale_neighbor": 1, "bandwidth": 1.0}
+    )
+    e = math.exp
+    expected = {
+        0: {1: e(-1), 2: e(-9 / 4)},
+        1: {0: e(-1), 2: e(-1)},
+        2: {3: e(-1 / 4), 1: e(-1)},
+        3: {2: e(-1 / 4), 1: e(-9 / 4)},
+    }
+    kernel = process.kernel
+    for token, weights in expected.items():
+        total = sum(weights.values())
+        got = {int(j): float(p) for j, p in zip(kernel.neighbours[token], torch.diff(kernel.cdf[token], prepend=torch.zeros(1, dtype=torch.float64)))}
+        assert set(got) == set(weights)
+        for j, w in weights.items():
+            assert got[j] == pytest.approx(w / total, rel=1e-12)
 
 
 def test_knn_from_a_checkpoint_table_equals_the_embeddings_file(tmp_path) -> None:

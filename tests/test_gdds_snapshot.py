@@ -45,11 +45,10 @@ def test_snapshot_terms(carry_over: bool, low_var: bool) -> None:
     nll = ce(logits, x0)
     counted = scored & jumped if carry_over else scored
     expected_elbo = torch.where(counted, nll, 0.0)
-    torch.testing.assert_close(out.elbo, expected_elbo)
+    assert out.metrics["snapshot_nll"].item() == pytest.approx((expected_elbo.sum() / scored.sum()).item(), rel=1e-5)
     denoising = nll[scored & jumped].mean()
     train = denoising if low_var else expected_elbo.sum() / scored.sum()
     assert out.loss.item() == pytest.approx(train.item(), rel=1e-5)
-    assert out.metrics["elbo"].item() == pytest.approx((expected_elbo.sum() / scored.sum()).item(), rel=1e-5)
     assert out.metrics["denoising_ppl"].item() == pytest.approx(math.exp(denoising.item()), rel=1e-5)
     assert out.metrics["jumped_fraction"].item() == pytest.approx((scored & jumped).sum().item() / scored.sum().item())
 
@@ -86,7 +85,8 @@ def test_objective_uses_the_forward_jump_mask() -> None:
     torch.manual_seed(1)
     zt, jumped = process.sample_with_jumps(x0, t, fixed)
     assert torch.equal(model.inputs[0], zt)
-    torch.testing.assert_close(out.elbo, torch.where(jumped & ~fixed, ce(logits, x0), 0.0))
+    snapshot = torch.where(jumped & ~fixed, ce(logits, x0), 0.0)
+    assert out.metrics["snapshot_nll"].item() == pytest.approx((snapshot.sum() / (~fixed).sum()).item(), rel=1e-5)
 
 
 def test_requirements() -> None:

@@ -35,7 +35,7 @@ def marginal_rows(process: noises.NoiseProcess, t: list[float]) -> torch.Tensor:
 
 
 @pytest.mark.parametrize("p_uniform", [0.0, 0.1, 0.5, 0.9])
-@pytest.mark.parametrize("gamma", [0.5, 1.0, 3.0])
+@pytest.mark.parametrize("gamma", [0.5, 1.0, 2.0])
 def test_marginals_are_distributions(p_uniform: float, gamma: float) -> None:
     q = marginal_rows(gidd(p_uniform, gamma), [0.0, *T_GRID, 1.0])
     clean = [x for x in range(V) if x != MASK]
@@ -44,7 +44,7 @@ def test_marginals_are_distributions(p_uniform: float, gamma: float) -> None:
 
 
 @pytest.mark.parametrize("p_uniform", [0.0, 0.2, 0.7])
-@pytest.mark.parametrize("gamma", [1.0, 2.5])
+@pytest.mark.parametrize("gamma", [1.0, 2.0])
 def test_per_state_closed_forms(p_uniform: float, gamma: float) -> None:
     q = marginal_rows(gidd(p_uniform, gamma), T_GRID)
     for i, t in enumerate(T_GRID):
@@ -98,3 +98,27 @@ def test_endpoints_clean_and_all_mask() -> None:
 def test_bad_sections_are_rejected(section: dict) -> None:
     with pytest.raises(BuildError):
         noises.build(section, vocab_size=V, mask_id=MASK)
+
+
+def uniform_rate(gamma: float, t: float, p_uniform: float = 0.5) -> float:
+    """The rate into a uniform token, [d/dt(beta pi) - (alpha'/alpha) beta pi]_u, by hand:
+    with c = B (t (1 - t))^(gamma/2) and c' = (gamma/2) (1 - 2t) / (t (1 - t)) c it is
+    (c + (1 - t) c') / (N (1 - t) C), whose sign is that of t + (gamma/2) (1 - 2t)."""
+    b = 2.0**gamma * p_uniform / (1.0 - p_uniform)
+    c = b * (t * (1.0 - t)) ** (gamma / 2)
+    c_prime = gamma / 2 * (1.0 - 2.0 * t) / (t * (1.0 - t)) * c
+    return (c + (1.0 - t) * c_prime) / ((V - 1) * (1.0 - t) * (1.0 + c))
+
+
+def test_gamma_is_limited_to_the_valid_range() -> None:
+    """Up to gamma = 2 every transition rate is >= 0 on (0, 1); above, the rate into uniform tokens
+    turns negative for t > gamma / (2 (gamma - 1)) (0.83 at gamma = 2.5), so the config rejects it."""
+    t = torch.linspace(1e-4, 1 - 1e-4, 2001, dtype=torch.float64)
+    for gamma in (0.5, 1.0, 2.0):
+        process = gidd(0.5, gamma)
+        rates = process.beta_pi_prime(t) - (process.alpha_prime(t) / process.alpha(t))[:, None] * process.beta_pi(t)
+        assert (rates >= 0).all()
+        assert float(rates[1000, 0]) == pytest.approx(uniform_rate(gamma, float(t[1000])), rel=1e-9)
+    assert uniform_rate(2.5, 0.8) > 0 > uniform_rate(2.5, 0.86)
+    with pytest.raises(BuildError, match="less than or equal to 2"):
+        gidd(0.5, 2.5)

@@ -62,11 +62,12 @@ def test_schedule_endpoints() -> None:
 SECTIONS = [
     {"kind": "masked"},
     {"kind": "masked", "schedule": "cosine"},
+    {"kind": "masked", "schedule": "cosine_mdlm", "eps": 0.01},
     {"kind": "uniform"},
     {"kind": "uniform", "schedule": "cosine", "eps": 0.05},
     {"kind": "gidd", "p_uniform": 0.0},
     {"kind": "gidd", "p_uniform": 0.3},
-    {"kind": "gidd", "p_uniform": 0.6, "gamma": 2.5},
+    {"kind": "gidd", "p_uniform": 0.6, "gamma": 2.0},
 ]
 
 

@@ -271,8 +271,26 @@ def test_ancestral_needs_an_interpolating_noise():
         def prior(self, shape, device="cpu"):
             return torch.full(shape, MASK)
 
+        def prior_kl(self, x0):
+            return torch.zeros(x0.shape, dtype=torch.float64)
+
     with pytest.raises(TypeError, match="interpolating"):
         samplers.build({"kind": "ancestral"}).generate(RandomLogits(3), NotInterpolating(), unconditional(1))
+
+
+def test_ancestral_rejects_an_invalid_forward_process():
+    """GIDD with gamma = 3 (the config allows at most 2, so it is built around the config): for
+    t > gamma / (2 (gamma - 1)) = 3/4 the mass beta_t pi_t - alpha_{t|s} beta_s pi_s on uniform
+    tokens is negative, which the step reports instead of clipping."""
+    from components.noise.gidd import GiddNoise, GiddNoiseConfig
+
+    noise = GiddNoise(GiddNoiseConfig.model_construct(p_uniform=0.5, gamma=3.0), vocab_size=V, mask_id=MASK)
+    sampler = samplers.build({"kind": "ancestral", "steps": 4})
+    logits = torch.zeros(1, LENGTH, V)
+    zt = torch.full((1, LENGTH), MASK)
+    with pytest.raises(ValueError, match="negative transition mass"):
+        sampler.posterior(noise, logits, zt, 0.95, 0.9)
+    assert sampler.posterior(noise, logits, zt, 0.5, 0.4).min() >= 0  # valid below t = 3/4
 
 
 # --------------------------------------------------------------------------- confidence

@@ -1,6 +1,6 @@
 """DiT denoiser (MDLM / GIDD style): adaLN-zero time conditioning, RoPE, SDPA, bias-free LayerNorm.
 
-Sizes (diffusion.md section 7; cond_dim 128, MLP ratio 4, GELU-tanh, head dim 64):
+Sizes (the MDLM / GIDD presets; cond_dim 128, MLP ratio 4, GELU-tanh, head dim 64):
 tiny 512 width / 8 layers / 8 heads, small 768 / 12 / 12, base 1024 / 24 / 16.
 """
 
@@ -65,7 +65,11 @@ class DiTConfig(TransformerSizeConfig):
 
     kind: Literal["dit"] = "dit"
     cond_dim: int = Field(128, ge=1, le=4096, description="time-conditioning width")
-    time_conditioning: bool = Field(True, description="false: t is ignored (constant adaLN conditioning)")
+    time_conditioning: bool = Field(
+        True,
+        description="false: t is ignored (constant adaLN conditioning); true: the time embedding reads 1000 t "
+        "(the scale of DiT's integer timesteps; GIDD's DiT feeds t itself, so weights do not carry over)",
+    )
     fixed_embedding: bool = Field(False, description="add a learned embedding telling fixed positions apart")
 
 

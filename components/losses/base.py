@@ -54,6 +54,17 @@ class Loss(ABC):
         components ignore it; behaviour must depend only on the latest value, so resuming at a
         step reproduces it."""
 
+    def bound_time(self) -> float:
+        """T: validation integrates ``objective(model, batch, t).elbo`` over t in (0, T), the model
+        seeing min(t, 1), and adds :meth:`prior_term` (docs/math.md, "The bound reported as
+        eval/elbo"). Default: the noise's ``prior_time``."""
+        return self.noise.prior_time
+
+    def prior_term(self, x0: torch.Tensor) -> torch.Tensor:
+        """Float64[B, L], nats: the t = T term of the validation bound at every position of
+        x0: Long[B, L]. Default: the noise's KL(q_T(. | x0) || prior)."""
+        return self.noise.prior_kl(x0)
+
     def objective(self, model: torch.nn.Module, batch: Batch, t: torch.Tensor) -> LossOutput:
         """Noise the batch at times t, run the model, score. Losses with several passes override."""
         zt = self.noise.sample(batch.x0, t, batch.fixed)

@@ -100,6 +100,12 @@ class MixtureLoss(Loss):
         for term in self.terms.values():
             term.set_progress(fraction)
 
+    def bound_time(self) -> float:
+        return self.terms[self.config.elbo_term].bound_time()
+
+    def prior_term(self, x0: torch.Tensor) -> torch.Tensor:
+        return self.terms[self.config.elbo_term].prior_term(x0)
+
     def __call__(
         self,
         logits: torch.Tensor,

@@ -9,8 +9,15 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
+from typing import Literal
 
 import torch
+
+Schedule = Literal["loglinear", "cosine", "cosine_mdlm"]
+SCHEDULE_HELP = (
+    "loglinear: alpha_t = 1 - (1 - eps) t (MDLM); cosine: alpha_t = 1 - cos(pi/2 (1 - (1 - eps) t)) "
+    "(MD4 / Duo); cosine_mdlm: alpha_t = eps + (1 - eps) cos(pi t / 2) (MDLM's cosine)"
+)
 
 
 def clean_log_probs(logits: torch.Tensor, mask_id: int | None) -> torch.Tensor:
@@ -55,6 +62,18 @@ class NoiseProcess(ABC):
 
         Only processes with a closed-form marginal implement this."""
         raise NotImplementedError(f"{type(self).__name__} has no closed-form marginal")
+
+    @property
+    def prior_time(self) -> float:
+        """T, the end of the time integral of the validation bound (docs/math.md, "The bound
+        reported as eval/elbo"): 1, or the time past 1 at which a schedule with alpha_1 = eps > 0,
+        continued, reaches alpha_T = 0 (the model is then given min(t, 1))."""
+        return 1.0
+
+    @abstractmethod
+    def prior_kl(self, x0: torch.Tensor) -> torch.Tensor:
+        """KL(q_T(. | x0) || prior) per position, the prior term of the validation bound:
+        Float64[B, L] in nats for x0: Long[B, L] (0 where the process reaches its prior exactly)."""
 
 
 class InterpolatingNoise(NoiseProcess):
@@ -134,16 +153,32 @@ def uniform_vector(vocab_size: int, mask_id: int, device: torch.device | str) ->
 
 
 def scheduled_alpha(schedule: str, eps: float, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(alpha_t, d alpha_t / dt) in float64 for t: Float[B] (diffusion.md section 1.2).
+    """(alpha_t, d alpha_t / dt) in float64 for t: Float[B] (docs/math.md, "Schedules").
 
-    loglinear: alpha_t = 1 - (1 - eps) t.  cosine: alpha_t = 1 - cos(pi/2 (1 - (1 - eps) t))."""
+    loglinear: alpha_t = 1 - (1 - eps) t (MDLM, Sahoo et al. 2024).
+    cosine: alpha_t = 1 - cos(pi/2 (1 - (1 - eps) t)), the cosine schedule of MD4 (Shi et al.
+    2024) and Duo (Sahoo et al. 2025), not MDLM's (see ``cosine_mdlm``).
+    cosine_mdlm: alpha_t = eps + (1 - eps) cos(pi t / 2), MDLM's cosine noise.
+    Both ends are alpha_0 = 1 and alpha_1 = eps; the formulas continue past t = 1 down to
+    alpha = 0 at :func:`schedule_end`."""
     t = t.double()
     if schedule == "loglinear":
         return 1.0 - (1.0 - eps) * t, torch.full_like(t, -(1.0 - eps))
     if schedule == "cosine":
         angle = 0.5 * math.pi * (1.0 - (1.0 - eps) * t)
-        return 1.0 - torch.cos(angle), -0.5 * math.pi * (1.0 - eps) * torch.sin(angle)
-    raise ValueError(f"unknown alpha schedule {schedule!r}; allowed: loglinear, cosine")
+        # 1 - cos(angle) as 2 sin^2(angle / 2): exact near alpha = 0, where 1 - cos rounds to 0.
+        return 2.0 * torch.sin(0.5 * angle) ** 2, -0.5 * math.pi * (1.0 - eps) * torch.sin(angle)
+    if schedule == "cosine_mdlm":
+        angle = 0.5 * math.pi * t
+        return eps + (1.0 - eps) * torch.cos(angle), -0.5 * math.pi * (1.0 - eps) * torch.sin(angle)
+    raise ValueError(f"unknown alpha schedule {schedule!r}; allowed: loglinear, cosine, cosine_mdlm")
+
+
+def schedule_end(schedule: str, eps: float) -> float:
+    """The time T >= 1 at which :func:`scheduled_alpha` continued past t = 1 reaches alpha_T = 0."""
+    if schedule == "cosine_mdlm":
+        return 2.0 / math.pi * math.acos(-eps / (1.0 - eps))
+    return 1.0 / (1.0 - eps)
 
 
 class ScheduledMixtureNoise(InterpolatingNoise):
@@ -172,3 +207,11 @@ class ScheduledMixtureNoise(InterpolatingNoise):
 
     def beta_pi_prime(self, t: torch.Tensor) -> torch.Tensor:
         return -self.alpha_prime(t)[:, None] * self.pi(t.device)
+
+    @property
+    def prior_time(self) -> float:
+        return schedule_end(self.schedule, self.eps)
+
+    def prior_kl(self, x0: torch.Tensor) -> torch.Tensor:
+        """0: at T, alpha_T = 0 and q_T(. | x0) = pi is the prior."""
+        return torch.zeros(x0.shape, dtype=torch.float64, device=x0.device)

@@ -1,5 +1,5 @@
-"""Seed-Diffusion-style edit noise (diffusion.md section 5): masking plus edits of the visible
-("gold") tokens, with a two-stage curriculum.
+"""Seed-Diffusion-style edit noise (after Song et al. 2025; docs/math.md "Forward processes"):
+masking plus edits of the visible ("gold") tokens, with a two-stage curriculum.
 
 Per non-fixed position: masked with probability 1 - alpha_t (as ``noise: masked``). In the edit
 stage, every visible non-fixed token is also substituted, with probability r_t, by a uniformly
@@ -26,7 +26,7 @@ from typing import Literal
 import torch
 from pydantic import Field
 
-from components.noise.base import NoiseProcess, check_vocabulary, scheduled_alpha
+from components.noise.base import SCHEDULE_HELP, NoiseProcess, Schedule, check_vocabulary, schedule_end, scheduled_alpha
 from components.noise.kernels import draw_excluding
 from components.noise.registry import NOISES
 from components.registry import BuildError, SpecModel
@@ -46,11 +46,8 @@ class EditNoiseConfig(SpecModel):
     """``noise: {kind: edit, substitution: 0.1, edit_from: 0.8}``."""
 
     kind: Literal["edit"] = "edit"
-    schedule: Literal["loglinear", "cosine"] = Field(
-        "loglinear",
-        description="mask schedule; loglinear: alpha_t = 1 - (1 - eps) t; cosine: 1 - cos(pi/2 (1 - (1 - eps) t))",
-    )
-    eps: float = Field(1e-3, ge=0.0, lt=1.0, description="mask schedule offset; alpha_1 = eps for loglinear")
+    schedule: Schedule = Field("loglinear", description=SCHEDULE_HELP)
+    eps: float = Field(1e-3, ge=0.0, lt=1.0, description="mask schedule offset: alpha_1 = eps")
     substitution: float = Field(
         0.1, ge=0.0, le=1.0, description="edit stage: probability that a visible token is replaced by another token"
     )
@@ -123,6 +120,14 @@ class EditNoise(NoiseProcess):
     def alpha_prime(self, t: torch.Tensor) -> torch.Tensor:
         """d alpha_t / dt, Float64[B]."""
         return scheduled_alpha(self.config.schedule, self.config.eps, t)[1]
+
+    @property
+    def prior_time(self) -> float:
+        return schedule_end(self.config.schedule, self.config.eps)
+
+    def prior_kl(self, x0: torch.Tensor) -> torch.Tensor:
+        """0: the mask-only process is all mask at T (alpha_T = 0), which is the prior."""
+        return torch.zeros(x0.shape, dtype=torch.float64, device=x0.device)
 
     def substitution_rate(self, t: torch.Tensor) -> torch.Tensor:
         """r_t, the edit-stage probability that a visible token is substituted, Float64[B]."""

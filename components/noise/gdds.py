@@ -1,4 +1,4 @@
-"""GDDS forward noising by uniformization (diffusion.md section 4; ozekri/gdds
+"""GDDS forward noising by uniformization (Zekri et al. 2026; docs/math.md "Forward processes"; ozekri/gdds
 ``forward_process/base_ctmc.py``) for the rate matrix lambda(t) (F_t - I) of a jump kernel F_t.
 
 With alpha_t from a named schedule, the integrated intensity is Lambda(t) = -log alpha_t. Per
@@ -15,7 +15,7 @@ from typing import Literal
 import torch
 from pydantic import Field
 
-from components.noise.base import NoiseProcess, check_vocabulary, scheduled_alpha
+from components.noise.base import SCHEDULE_HELP, NoiseProcess, Schedule, check_vocabulary, scheduled_alpha
 from components.noise.kernels import KernelConfig, build_kernel
 from components.noise.registry import NOISES
 from components.registry import SpecModel
@@ -25,12 +25,9 @@ class GddsNoiseConfig(SpecModel):
     """``noise: {kind: gdds, schedule: loglinear, eps: 1.0e-3, kernel: {kind: knn, ...}}``."""
 
     kind: Literal["gdds"] = "gdds"
-    schedule: Literal["loglinear", "cosine"] = Field(
-        "loglinear",
-        description="alpha_t = P(no jump by t); loglinear: 1 - (1 - eps) t; cosine: 1 - cos(pi/2 (1 - (1 - eps) t))",
-    )
+    schedule: Schedule = Field("loglinear", description=SCHEDULE_HELP)
     eps: float = Field(
-        1e-3, gt=0.0, lt=1.0, description="alpha_1 (loglinear); > 0 keeps Lambda(1) = -log alpha_1 finite"
+        1e-3, gt=0.0, lt=1.0, description="alpha_1; > 0 keeps Lambda(1) = -log alpha_1 finite"
     )
     kernel: KernelConfig = Field(description="jump kernel: uniform | mask | knn | matrix")
 
@@ -41,6 +38,8 @@ def schedule_time(schedule: str, eps: float, alpha: torch.Tensor) -> torch.Tenso
     alpha = alpha.double()
     if schedule == "loglinear":
         return (1.0 - alpha) / (1.0 - eps)
+    if schedule == "cosine_mdlm":
+        return 2.0 / math.pi * torch.arccos(((alpha - eps) / (1.0 - eps)).clamp(-1.0, 1.0))
     angle = torch.arccos((1.0 - alpha).clamp(0.0, 1.0))
     return (1.0 - 2.0 * angle / math.pi) / (1.0 - eps)
 
@@ -65,6 +64,11 @@ class GddsNoise(NoiseProcess):
     def alpha(self, t: torch.Tensor) -> torch.Tensor:
         """alpha_t = P(no jump by t) = exp(-Lambda(t)), Float64[B]."""
         return scheduled_alpha(self.config.schedule, self.config.eps, t)[0]
+
+    def jump_rate(self, t: torch.Tensor) -> torch.Tensor:
+        """lambda(t) = d Lambda / dt = -alpha'_t / alpha_t, the jump intensity, Float64[B]."""
+        alpha, alpha_prime = scheduled_alpha(self.config.schedule, self.config.eps, t)
+        return -alpha_prime / alpha
 
     def intensity(self, t: torch.Tensor) -> torch.Tensor:
         """Lambda(t) = -log alpha_t, Float64[B]."""
@@ -114,6 +118,16 @@ class GddsNoise(NoiseProcess):
         u = torch.rand(shape, dtype=torch.float64, device=device) * cdf[-1]
         last = len(probs) - 1 - int((probs > 0).flip(0).int().argmax())
         return torch.searchsorted(cdf, u.reshape(-1), right=True).clamp_max(last).view(shape)
+
+    def prior_kl(self, x0: torch.Tensor) -> torch.Tensor:
+        """KL(q_1(. | x0) || prior) for kernels with a closed-form marginal (uniform, mask,
+        matrix); infinite where the prior misses mass of q_1 (the mask kernel: q_1 keeps the clean
+        token with probability alpha_1 = eps, the all-mask prior has none)."""
+        eye = torch.eye(self.vocab_size, dtype=torch.float64, device=x0.device)
+        q1 = self.kernel.propagate(eye[None], torch.tensor([self.horizon], dtype=torch.float64))[0]  # [V, V]
+        prior = self.kernel.prior_probs(x0.device)
+        kl = (torch.xlogy(q1, q1) - torch.xlogy(q1, prior[None])).sum(-1)  # [V]
+        return kl[x0]
 
     def marginal(self, p0: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         """p0 exp(Lambda(t) (F - I)) for kernels that do not depend on t (uniform, mask: closed

@@ -1,4 +1,5 @@
-"""GIDD hybrid mask + uniform noise (diffusion.md section 1.1; dvruette/gidd HybridDiffusion).
+"""GIDD hybrid mask + uniform noise (von Rütte et al. 2025; docs/math.md "Forward
+processes"; dvruette/gidd HybridDiffusion).
 
 With B = 2^gamma p_u / (1 - p_u), c_t = B (t (1 - t))^(gamma/2) and C_t = 1 + c_t:
 alpha_t = (1 - t) / C_t and beta_t pi_t = (t e_m + c_t u) / C_t, where u is uniform over the
@@ -19,7 +20,6 @@ from components.noise.registry import NOISES
 from components.registry import SpecModel
 
 LOG_B_MIN = -20.0
-C_MIN = 1e-4
 
 
 class GiddNoiseConfig(SpecModel):
@@ -27,7 +27,13 @@ class GiddNoiseConfig(SpecModel):
 
     kind: Literal["gidd"] = "gidd"
     p_uniform: float = Field(0.0, ge=0.0, lt=1.0, description="peak share of uniform noise (at t = 1/2 for gamma = 1)")
-    gamma: float = Field(1.0, gt=0.0, le=16.0, description="shape of the uniform share c_t = B (t (1 - t))^(gamma/2)")
+    gamma: float = Field(
+        1.0,
+        gt=0.0,
+        le=2.0,
+        description="shape of the uniform share c_t = B (t (1 - t))^(gamma/2); above 2 the transition rates "
+        "into uniform tokens turn negative for t > gamma / (2 (gamma - 1))",
+    )
 
 
 @NOISES.register(GiddNoiseConfig)
@@ -56,7 +62,7 @@ class GiddNoise(InterpolatingNoise):
         s = t * (1.0 - t)
         c = b * s.pow(0.5 * self.gamma)
         c_prime = 0.5 * self.gamma * b * (1.0 - 2.0 * t) * s.pow(0.5 * self.gamma - 1.0)
-        return c, (1.0 + c).clamp_min(C_MIN), c_prime
+        return c, 1.0 + c, c_prime
 
     def mixing_vectors(self, device: torch.device | str) -> tuple[torch.Tensor, torch.Tensor]:
         """(e_m, u), each Float64[V]: the mask point mass and the uniform over non-mask tokens."""
@@ -83,3 +89,7 @@ class GiddNoise(InterpolatingNoise):
 
     def prior(self, shape: tuple[int, ...], device: torch.device | str = "cpu") -> torch.Tensor:
         return torch.full(shape, self.mask_id, dtype=torch.long, device=device)
+
+    def prior_kl(self, x0: torch.Tensor) -> torch.Tensor:
+        """0: c_1 = 0 and alpha_1 = 0, so q_1(. | x0) = e_m is the all-mask prior."""
+        return torch.zeros(x0.shape, dtype=torch.float64, device=x0.device)

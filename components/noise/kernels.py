@@ -1,6 +1,7 @@
-"""Jump kernels for GDDS uniformization (diffusion.md section 4): F_t(. | i), the distribution of
-the state a jump from token i lands on, with column access (one draw per current token; the
-V x V matrix is never needed except for the explicit ``matrix`` kernel).
+"""Jump kernels for GDDS uniformization (Zekri et al. 2026; docs/math.md "Forward processes"):
+F_t(. | i), the distribution of the state a jump from token i lands on, with column access (one
+draw per current token; the V x V matrix is never needed except for the explicit ``matrix``
+kernel).
 
 Units: ``t`` is diffusion time in [0, 1]; ``lam`` is the integrated jump intensity
 Lambda(t) = -log alpha_t (expected number of jumps up to t). Distributions are Float64[..., V]
@@ -40,14 +41,22 @@ class MaskKernelConfig(SpecModel):
 
 
 class KnnKernelConfig(SpecModel):
-    """``kernel: {kind: knn, embeddings: emb.npy}``: the semantic-informed kernel (SIK)
+    """``kernel: {kind: knn, embeddings: emb.npy}``: the semantic-informed kernel (SIK) of GDDS
+    (Zekri et al. 2026, docs/math.md "GDDS")
     F_t(. | i) = (1 - lambda(t)) F_sem(. | i) + lambda(t) Unif(non-mask tokens except i), with
-    F_sem(j | i) proportional to exp(-D_ij / (bandwidth sigma_i sigma_j)) over the ``top_k``
-    nearest neighbours j != i of token i's embedding (D: squared euclidean distance or 1 - cos;
-    sigma_i = sqrt of D to the ``scale_neighbor``-th neighbour), and
+    F_sem(j | i) proportional to exp(-D_ij / (bandwidth s_ij)) over ``top_k`` neighbours j != i of
+    token i's embedding (D: squared euclidean distance, or 1 - cos), and
     lambda(t) = lambda_min + (1 - lambda_min) clip((g(t) - g(0)) / (g(1) - g(0)), 0, 1),
-    g(t) = sigmoid(steepness (t - midpoint)). GDDS's configured values are the defaults; its
-    exponents beta and gamma_deg are fixed at their defaults 0 (F_sem proportional to K)."""
+    g(t) = sigmoid(steepness (t - midpoint)). ``scaling`` picks s_ij and the neighbours:
+
+    - ``gdds`` (the reference implementation's variable bandwidth): sigma_i = D from i to its
+      ``scale_neighbor``-th nearest token, s_ij = sigma_i sigma_j, and the neighbours are the
+      ``top_k`` smallest normalised distances D_ij / s_ij;
+    - ``sqrt_distance``: sigma_i = sqrt of that D, s_ij = sigma_i sigma_j, and the neighbours are
+      the ``top_k`` smallest raw D_ij.
+
+    GDDS's configured values are the defaults; its exponents beta and gamma_deg are fixed at
+    their defaults 0 (F_sem proportional to K)."""
 
     kind: Literal["knn"] = "knn"
     embeddings: Path | None = Field(None, description="Float[V or V - 1, d] token embeddings (.npy or .pt)")
@@ -59,6 +68,11 @@ class KnnKernelConfig(SpecModel):
     metric: Literal["euclidean", "cosine"] = Field("euclidean", description="D = squared distance or 1 - cos")
     bandwidth: float = Field(0.01, gt=0.0, le=100.0, description="epsilon of the Gaussian kernel")
     scale_neighbor: int = Field(7, ge=1, le=4096, description="sigma_i is the distance to this neighbour")
+    scaling: Literal["gdds", "sqrt_distance"] = Field(
+        "gdds",
+        description="gdds: sigma_i = D to the scale_neighbor-th token, neighbours by D_ij / (sigma_i sigma_j); "
+        "sqrt_distance: sigma_i = sqrt of that D, neighbours by raw D_ij",
+    )
     lambda_min: float = Field(0.01, ge=0.0, le=1.0, description="uniform share lambda(t) at t = 0")
     steepness: float = Field(10.0, gt=0.0, le=1000.0, description="s of g(t) = sigmoid(s (t - t0))")
     midpoint: float = Field(0.6, ge=0.0, le=1.0, description="t0 of g(t) = sigmoid(s (t - t0))")
@@ -120,6 +134,10 @@ class JumpKernel(ABC):
         only. Returns Float64 of p0's shape."""
         raise NotImplementedError(f"{type(self).__name__} is time-dependent: no closed-form marginal")
 
+    def jump_matrix(self, device: torch.device | str) -> torch.Tensor:
+        """F: Float64[V, V], row i = F(. | i); constant kernels only."""
+        raise NotImplementedError(f"{type(self).__name__} is time-dependent: no constant jump matrix")
+
 
 def non_mask_uniform(vocab_size: int, mask_id: int, device: torch.device | str) -> torch.Tensor:
     """Float64[V]: 1 / (V - 1) on every non-mask token, 0 on the mask."""
@@ -158,8 +176,11 @@ class MixtureKernel(JumpKernel):
         return self.pi.to(device)
 
     def propagate(self, p0: torch.Tensor, lam: torch.Tensor) -> torch.Tensor:
-        stay = torch.exp(-lam.double()).view((-1,) + (1,) * (p0.dim() - 1))
+        stay = torch.exp(-lam.double().to(p0.device)).view((-1,) + (1,) * (p0.dim() - 1))
         return stay * p0.double() + (1.0 - stay) * self.pi.to(p0.device)
+
+    def jump_matrix(self, device: torch.device | str) -> torch.Tensor:
+        return self.pi.to(device)[None].expand(self.vocab_size, -1)
 
 
 class UniformKernel(MixtureKernel):
@@ -243,12 +264,15 @@ class MatrixKernel(JumpKernel):
 
     def propagate(self, p0: torch.Tensor, lam: torch.Tensor) -> torch.Tensor:
         generator = self.matrix.to(p0.device) - torch.eye(self.vocab_size, dtype=torch.float64, device=p0.device)
-        transition = torch.linalg.matrix_exp(lam.double().view(-1, 1, 1) * generator)  # [B, V, V]
+        transition = torch.linalg.matrix_exp(lam.double().to(p0.device).view(-1, 1, 1) * generator)  # [B, V, V]
         flat = p0.double().reshape(p0.shape[0], -1, self.vocab_size)
         return torch.bmm(flat, transition).reshape(p0.shape)
 
     def prior_probs(self, device: torch.device | str) -> torch.Tensor:
         return self.prior.to(device)
+
+    def jump_matrix(self, device: torch.device | str) -> torch.Tensor:
+        return self.matrix.to(device)
 
 
 class KnnKernel(JumpKernel):
@@ -306,29 +330,36 @@ class KnnKernel(JumpKernel):
 def gaussian_knn(table: torch.Tensor, config: KnnKernelConfig) -> tuple[torch.Tensor, torch.Tensor]:
     """k-NN graph of the rows of ``table`` Float64[N, d] (self excluded): neighbour indices
     Long[N, k] and log Gaussian weights -D_ij / (bandwidth sigma_i sigma_j) Float64[N, k], with
-    k = min(top_k, N - 1). Distances are computed in row chunks (N may be a 50k vocabulary)."""
+    k = min(top_k, N - 1), for ``config.scaling`` (see :class:`KnnKernelConfig`). Distances are
+    computed in row chunks (N may be a 50k vocabulary)."""
     n = table.shape[0]
     k = min(config.top_k, n - 1)
     rank = min(config.scale_neighbor, n - 1)
-    width = max(k, rank)
     if config.metric == "cosine":
         table = torch.nn.functional.normalize(table, dim=1)
     sq = (table * table).sum(1)
-    dists, index = [], []
-    for lo in range(0, n, DISTANCE_CHUNK):
+
+    def distances(lo: int) -> torch.Tensor:
+        """D for rows lo.. of the chunk against every row, the diagonal at +inf."""
         rows = table[lo : lo + DISTANCE_CHUNK]
         if config.metric == "cosine":
             d = 1.0 - rows @ table.T
         else:
             d = (sq[lo : lo + DISTANCE_CHUNK, None] + sq[None] - 2.0 * rows @ table.T).clamp_min(0.0)
         d[torch.arange(len(rows)), torch.arange(lo, lo + len(rows))] = math.inf
-        top = d.topk(width, dim=1, largest=False)
-        dists.append(top.values)
+        return d
+
+    starts = range(0, n, DISTANCE_CHUNK)
+    scale = torch.cat([distances(lo).topk(rank, dim=1, largest=False).values[:, -1] for lo in starts])
+    sigma = scale.clamp_min(1e-12) if config.scaling == "gdds" else scale.clamp_min(1e-12).sqrt()
+    values, index = [], []
+    for lo in starts:
+        d = distances(lo)
+        normalised = d / (sigma[lo : lo + DISTANCE_CHUNK, None] * sigma[None])
+        top = (normalised if config.scaling == "gdds" else d).topk(k, dim=1, largest=False)
+        values.append(normalised.gather(1, top.indices))
         index.append(top.indices)
-    dist, idx = torch.cat(dists), torch.cat(index)
-    sigma = dist[:, rank - 1].clamp_min(1e-12).sqrt()
-    log_weights = -dist[:, :k] / (config.bandwidth * sigma[:, None] * sigma[idx[:, :k]])
-    return idx[:, :k], log_weights
+    return torch.cat(index), -torch.cat(values) / config.bandwidth
 
 
 def build_kernel(config: KernelConfig, vocab_size: int, mask_id: int, horizon: float) -> JumpKernel:

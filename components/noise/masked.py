@@ -1,5 +1,5 @@
 """Masked (absorbing-state) noise, MDLM: each token is replaced by the mask with probability
-1 - alpha_t (diffusion.md section 1.2)."""
+1 - alpha_t (Sahoo et al. 2024; docs/math.md "Forward processes")."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Literal
 import torch
 from pydantic import Field
 
-from components.noise.base import ScheduledMixtureNoise, mask_vector
+from components.noise.base import SCHEDULE_HELP, Schedule, ScheduledMixtureNoise, mask_vector
 from components.noise.registry import NOISES
 from components.registry import SpecModel
 
@@ -17,11 +17,8 @@ class MaskedNoiseConfig(SpecModel):
     """``noise: {kind: masked, schedule: loglinear, eps: 1.0e-3}``."""
 
     kind: Literal["masked"] = "masked"
-    schedule: Literal["loglinear", "cosine"] = Field(
-        "loglinear",
-        description="loglinear: alpha_t = 1 - (1 - eps) t; cosine: alpha_t = 1 - cos(pi/2 (1 - (1 - eps) t))",
-    )
-    eps: float = Field(1e-3, ge=0.0, lt=1.0, description="schedule offset; alpha_1 = eps for loglinear")
+    schedule: Schedule = Field("loglinear", description=SCHEDULE_HELP)
+    eps: float = Field(1e-3, ge=0.0, lt=1.0, description="schedule offset: alpha_1 = eps")
 
 
 @NOISES.register(MaskedNoiseConfig)

@@ -1,5 +1,5 @@
 """Uniform-state noise (UDLM / Duo): each token is resampled uniformly with probability
-1 - alpha_t (diffusion.md section 1.3). The task vocabulary carries a mask token, which this
+1 - alpha_t (docs/math.md "Forward processes"). The task vocabulary carries a mask token, which this
 process never produces: the uniform draw is over the N = V - 1 non-mask tokens."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from typing import Literal
 import torch
 from pydantic import Field
 
-from components.noise.base import ScheduledMixtureNoise, uniform_vector
+from components.noise.base import SCHEDULE_HELP, Schedule, ScheduledMixtureNoise, uniform_vector
 from components.noise.registry import NOISES
 from components.registry import SpecModel
 
@@ -18,11 +18,8 @@ class UniformNoiseConfig(SpecModel):
     """``noise: {kind: uniform, schedule: loglinear, eps: 1.0e-3}``."""
 
     kind: Literal["uniform"] = "uniform"
-    schedule: Literal["loglinear", "cosine"] = Field(
-        "loglinear",
-        description="loglinear: alpha_t = 1 - (1 - eps) t; cosine: alpha_t = 1 - cos(pi/2 (1 - (1 - eps) t))",
-    )
-    eps: float = Field(1e-3, ge=0.0, lt=1.0, description="schedule offset; alpha_1 = eps for loglinear")
+    schedule: Schedule = Field("loglinear", description=SCHEDULE_HELP)
+    eps: float = Field(1e-3, ge=0.0, lt=1.0, description="schedule offset: alpha_1 = eps")
 
 
 @NOISES.register(UniformNoiseConfig)

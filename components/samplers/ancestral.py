@@ -1,7 +1,8 @@
 """Ancestral sampling for any interpolating process (GIDD's reverse step; MDLM is p_u = 0).
 
 Also holds the two primitives every sampler here shares: reading a backbone's logits and
-drawing categoricals in float64 (diffusion.md 3.2: float32 sampling lowers entropy).
+drawing categoricals in float64 (float32 Gumbel sampling lowers the entropy of samples;
+docs/math.md, "Samplers").
 """
 
 from __future__ import annotations
@@ -63,7 +64,9 @@ class AncestralSampler(Sampler):
     separate argmax "noise removal" is needed; keeping it a sample (not an argmax) keeps the
     sampler exact for an exact denoiser. The prior draw stands in for z at 1 - eps.
 
-    One step (diffusion.md 3.1), per position with current token z_t:
+    Time: the model is called at the grid time t itself (the diffusion time of the forward
+    process, 0 clean, 1 prior). One step (von Rütte et al. 2025; docs/math.md "Ancestral
+    sampling"), per position with current token z_t:
         q(z_s = v | z_t, x_hat) ∝ [alpha_{t|s} 1[v = z_t] + (beta_{t|s} pi_{t|s})(z_t)] q_s(v | x_hat)
     with alpha_{t|s} = alpha_t / alpha_s, beta_{t|s} pi_{t|s} = beta_t pi_t - alpha_{t|s} beta_s pi_s,
     q_s(. | x_hat) = alpha_s x_hat + beta_s pi_s and x_hat = softmax(logits / temperature) with the
@@ -114,7 +117,13 @@ class AncestralSampler(Sampler):
         alpha = noise.alpha(times).double()  # [2]
         beta_pi = noise.beta_pi(times).double()  # [2, V]
         alpha_ts = alpha[0] / alpha[1]
-        beta_pi_ts = (beta_pi[0] - alpha_ts * beta_pi[1]).clamp_min(0.0)  # [V]
+        beta_pi_ts = beta_pi[0] - alpha_ts * beta_pi[1]  # [V]
+        # Non-negative for every valid process (GIDD's config limits gamma to 2); a negative entry
+        # beyond rounding is an invalid forward process, not something to clip.
+        if float(beta_pi_ts.min()) < -1e-9 * float(beta_pi[0].max()):
+            worst = float(beta_pi_ts.min())
+            raise ValueError(f"invalid forward process: negative transition mass {worst:.3g} from t = {t} to s = {s}")
+        beta_pi_ts = beta_pi_ts.clamp_min(0.0)  # rounding only, checked above
 
         # Built in place on one float64 [n, L, V] buffer (V can be a 50k-token vocabulary):
         # posterior(v) = beta_pi_ts(z_t) q_s(v) + alpha_ts q_s(z_t) 1[v = z_t].

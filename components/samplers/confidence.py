@@ -1,7 +1,8 @@
 """Confidence (top-k) decoding: commit the k most confident unresolved positions per pass.
 
-Sudoku's "k cells per pass" protocol (sudoku.md 4) and diffusion.md 3.4: committed positions are
-never revisited, so a sequence with u unknown positions takes exactly ceil(u / k) passes.
+Sudoku's "k cells per pass" protocol and LLaDA's decoding (Nie et al. 2025; docs/math.md
+"Samplers"): committed positions are never revisited, so a sequence with u unknown positions
+takes exactly ceil(u / k) passes.
 """
 
 from __future__ import annotations
@@ -68,8 +69,11 @@ class ConfidenceSampler(Sampler):
     Unknown positions start from ``noise.prior`` (the mask for masked/GIDD noise, random tokens
     for uniform noise; a separate "unresolved" mask tracks them, so a random token is never taken
     for a committed one). Each pass calls the model on the sequences that still have unresolved
-    positions, with t = (#unresolved / #unknown) per sequence (1 on the first pass), so a
-    time-conditioned model sees the noise level that matches its input. Confidence is computed
+    positions, with t = (#unresolved / #unknown) per sequence (1 on the first pass): the masked
+    fraction, which is the diffusion time only for masked noise with the loglinear schedule
+    (1 - alpha_t = (1 - eps) t); for the cosine schedules, uniform and GIDD noise a
+    time-conditioned model sees a time that approximates its input's noise level (docs/math.md,
+    "Samplers"). Confidence is computed
     from x_hat = softmax(logits) with the mask logit at -inf; the top min(k, #unresolved)
     unresolved positions are set to the argmax (temperature 0) or to a float64 sample of
     softmax(logits / temperature), and never change again.

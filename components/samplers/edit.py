@@ -63,7 +63,8 @@ def delete_marked(z: torch.Tensor, unresolved: torch.Tensor, deleted: torch.Tens
 @SAMPLERS.register(EditSamplerConfig)
 class EditSampler(Sampler):
     """See the module docstring. The model is called with t = #unresolved / #unknown per row
-    (1 on the first pass, 0 once everything is filled)."""
+    (1 on the first pass, 0 once everything is filled): the masked fraction, the diffusion time of
+    the mask stage only for the loglinear schedule (as in :class:`ConfidenceSampler`)."""
 
     def __init__(self, config: EditSamplerConfig):
         self.config = config
