@@ -6,6 +6,7 @@ from components.tasks.base import Task
 from components.tasks.registry import TASKS
 from components.tasks.sudoku import task as _sudoku  # noqa: F401  (registers kind "sudoku")
 from components.tasks.text import task as _text  # noqa: F401  (registers kind "text")
+from components.tasks.chat import task as _chat  # noqa: F401  (registers kind "chat")
 from components.registry import SpecModel
 
 
