@@ -42,7 +42,7 @@ def check_buildable(spec: Spec, task: Task) -> None:
     losses.build(spec.loss, noise=process)
     build_time(spec.schedule.time)
     for cfg in spec.eval_samplers().values():
-        samplers.build(cfg)
+        samplers.build(cfg, stop_ids=task.stop_ids)
 
 
 def build_experiment(spec: Spec, cache_dir: Path, task: Task | None = None) -> Experiment:
@@ -58,5 +58,5 @@ def build_experiment(spec: Spec, cache_dir: Path, task: Task | None = None) -> E
         model=model,
         loss=losses.build(spec.loss, noise=process),
         time=build_time(spec.schedule.time),
-        samplers={name: samplers.build(cfg) for name, cfg in spec.eval_samplers().items()},
+        samplers={name: samplers.build(cfg, stop_ids=task.stop_ids) for name, cfg in spec.eval_samplers().items()},
     )

@@ -3,7 +3,7 @@
 from typing import Any
 
 from components.backbones import causal, dit, encoder  # noqa: F401  (registers the kinds)
-from components.backbones import two_head  # noqa: F401  (registers the kinds)
+from components.backbones import hf, two_head  # noqa: F401  (registers the kinds)
 from components.backbones.base import Backbone
 from components.backbones.registry import BACKBONES
 from components.registry import SpecModel

@@ -4,6 +4,7 @@ from typing import Any
 
 from components.samplers import ancestral, autoregressive, confidence, self_correction  # noqa: F401  (registers the kinds)
 from components.samplers import edit, gated  # noqa: F401  (registers the kinds)
+from components.samplers import semi_ar  # noqa: F401  (last: its inner sampler is any kind above)
 from components.samplers.base import Sampler
 from components.samplers.registry import SAMPLERS
 from components.registry import SpecModel

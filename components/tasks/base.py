@@ -54,11 +54,14 @@ class Task(ABC):
         vocab_size: V, number of token ids including the mask token and any specials.
         mask_id: id of the mask token.
         seq_len: L, sequence length of every batch.
+        stop_ids: token ids that end a generation (text: eos; chat: the end and pad tokens);
+            samplers that stop early (``semi_ar``) receive them. Empty: nothing ends early.
     """
 
     vocab_size: int
     mask_id: int
     seq_len: int
+    stop_ids: tuple[int, ...] = ()
 
     def prepare(self) -> None:
         """Build caches (generated puzzles, tokenized shards, trained tokenizers). Called once in

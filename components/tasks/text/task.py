@@ -137,6 +137,12 @@ class TextTask(Task):
     def mask_id(self) -> int:  # type: ignore[override]
         return self.tokenizer.mask_id
 
+    @property
+    def stop_ids(self) -> tuple[int, ...]:  # type: ignore[override]
+        """A generated document ends at eos (and, with ``pad`` packing, at padding)."""
+        tokenizer = self.tokenizer
+        return (tokenizer.eos_id,) if self.config.packing == "wrap" else (tokenizer.eos_id, tokenizer.pad_id)
+
     # ------------------------------------------------------------------ caches
 
     def _document_key(self) -> dict[str, Any]:
