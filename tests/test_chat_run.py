@@ -10,6 +10,7 @@ from mlflow.tracking import MlflowClient
 
 from components.experiment import build_experiment, build_task
 from components.spec import load_spec
+from components.spec.trials import eval_metric_names
 from pipelines.cli import main
 
 EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
@@ -48,6 +49,9 @@ def test_local_chat_spec_runs_and_logs_answer_metrics(workdir: Path) -> None:
     assert 0 < metrics["eval/data/answer_length"] < 128
     assert metrics["eval/semi_ar/nfe"] >= 8  # at least one block of 8 passes
     assert "eval/elbo" in metrics and "train/loss" in metrics
+    # The names a sweep may rank by are exactly the ones logged.
+    resolved = load_spec("experiments/chat/local-scored-padding.yaml", SHORT)
+    assert {k for k in metrics if k.startswith("eval/")} == eval_metric_names(resolved.spec)
     assert main(["sample", run.info.run_id, "-n", "2", "--sampler", "semi_ar"]) == 0
 
 

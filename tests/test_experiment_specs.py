@@ -3,8 +3,10 @@
 Fragments are skipped as specs: files under a ``base/``, ``kernels/`` or ``data/`` folder, and
 files without a ``name`` (such as sudoku/recipe9.yaml), which must then be extended by a spec.
 Backbones are built on the meta device, so paper-scale models cost no memory or init time.
-Text tasks whose tokenizer comes from the hub are built against a stand-in task with the GPT-2
-vocabulary (no network in CI); trained tokenizers are trained, once, on their local corpus.
+Text and chat tasks whose tokenizer comes from the hub are built against a stand-in task with the
+GPT-2 vocabulary (no network in CI); trained tokenizers are trained, once, on their local corpus
+(chat tasks also build their small local examples). An ``hf`` backbone named by ``pretrained``
+needs the hub for its config, so only its section is validated.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import yaml
 from components import backbones
 from components.experiment import build_task, check_buildable
 from components.spec import load_spec, trial_spec
+from components.tasks.chat.task import ChatTask
 from components.tasks.text.task import TextTask
 
 REPO = Path(__file__).resolve().parents[1]
@@ -45,12 +48,13 @@ def _id(path: Path) -> str:
 
 
 class _StandInTask:
-    """vocab_size / mask_id / seq_len of a text task whose tokenizer would come from the hub."""
+    """vocab_size / mask_id / seq_len / stop_ids of a task whose tokenizer would come from the hub."""
 
     def __init__(self, seq_len: int):
         self.vocab_size = GPT2_VOCAB
         self.mask_id = GPT2_VOCAB - 1
         self.seq_len = seq_len
+        self.stop_ids = (0,)
 
 
 @pytest.fixture(scope="module")
@@ -64,6 +68,10 @@ def _task(spec, cache: Path):  # noqa: ANN001, ANN202 - Spec -> Task or stand-in
         if getattr(spec.task.tokenizer, "hf", None):
             return _StandInTask(spec.task.seq_len)
         task.prepare_tokenizer()
+    if isinstance(task, ChatTask):
+        if getattr(spec.task.tokenizer, "hf", None):
+            return _StandInTask(spec.task.seq_len)
+        task.prepare()
     return task
 
 
@@ -72,6 +80,8 @@ def _build(spec, cache: Path) -> None:  # noqa: ANN001 - Spec
     (check_buildable), the backbone on the meta device."""
     task = _task(spec, cache)
     check_buildable(spec, task)
+    if getattr(spec.backbone, "pretrained", None):
+        return
     with torch.device("meta"):
         model = backbones.build(spec.backbone, vocab_size=task.vocab_size, seq_len=task.seq_len)
     assert sum(p.numel() for p in model.parameters()) > 0

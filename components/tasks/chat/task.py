@@ -28,7 +28,6 @@ from components.registry import SpecModel
 from components.samplers.base import Sampler
 from components.tasks.base import DataStream, EvalResult, Task
 from components.tasks.chat.conversations import (
-    ChatDataError,
     ChatFileSource,
     ChatSource,
     Conversations,
@@ -39,7 +38,7 @@ from components.tasks.chat.conversations import (
 from components.tasks.chat.examples import BadRows, ExampleArrays, build_examples, open_examples
 from components.tasks.chat.layout import EndRemedy, LossOn, prompt_batch, rows_to_batch
 from components.tasks.chat.metrics import answers, distinct_n, quantile, repeated_ngram_rate
-from components.tasks.chat.template import IM_START, ChatTokenizer
+from components.tasks.chat.template import ChatTokenizer
 from components.tasks.registry import TASKS
 from components.tasks.sharding import ShardedOrder
 from components.tasks.text.cache import cache_key
@@ -55,6 +54,19 @@ from components.tasks.text.tokenizer import (
 
 SPLITS: tuple[Split, ...] = ("train", "validation")
 EVAL_SEED = 0  # random cuts of the validation rows
+ANSWER_METRICS = (
+    "answer_length",
+    "answer_length_p50",
+    "answer_length_p90",
+    "terminated",
+    "at_window_end",
+    "role_marker_rate",
+    "distinct_1",
+    "distinct_2",
+    "distinct_3",
+    "repeated_2gram_rate",
+    "repeated_3gram_rate",
+)
 
 
 class ChatConfig(SpecModel):
@@ -72,6 +84,10 @@ class ChatConfig(SpecModel):
     )
     cut_probability: float = Field(0.5, gt=0.0, le=1.0, description="random_cut: share of windows cut inside the answer")
     bad_rows: BadRows = Field("error", description="error: list bad rows and stop; skip: leave them out (counted)")
+
+    def metric_names(self, samplers: list[str], external_data: bool) -> list[str]:
+        """Names of the metrics :meth:`ChatTask.evaluate` reports (without ``eval/``)."""
+        return [f"{p}/{m}" for p in ["data", *samplers] for m in ANSWER_METRICS] + [f"{s}/nfe" for s in samplers]
 
     @model_validator(mode="after")
     def _rule_fits_source(self) -> "ChatConfig":
@@ -360,4 +376,3 @@ def _contents(conversations: Conversations) -> Iterator[list[str]]:
         yield [m.content for item in items for m in (check_row(item)[0] or [])]
 
 
-__all__ = ["ChatConfig", "ChatTask", "ChatDataError", "IM_START"]
