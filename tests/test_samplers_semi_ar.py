@@ -107,3 +107,17 @@ def test_spec_checks_reach_the_inner_sampler() -> None:
     assert config.requires_noise == ("masked", "uniform", "gidd")
     with pytest.raises(BuildError, match="inner"):
         samplers.SAMPLERS.validate({"kind": "semi_ar", "inner": {"kind": "nope"}})
+
+
+def test_text_documents_stop_at_eos(tmp_path) -> None:
+    """For the text task a generated document ends at its eos (with pad packing, also at pad)."""
+    from components.tasks import build
+
+    (tmp_path / "docs.txt").write_text("\n\n".join(f"doc {i} has words" for i in range(30)))
+    section = {"kind": "text", "source": {"path": str(tmp_path / "docs.txt")}, "validation": {"last_documents": 5},
+               "tokenizer": {"train": {"vocab_size": 280}}, "seq_len": 8}
+    wrap = build(section, cache_dir=tmp_path / "cache")
+    wrap.prepare_tokenizer()
+    assert wrap.stop_ids == (wrap.tokenizer.eos_id,)
+    padded = build({**section, "packing": "pad"}, cache_dir=tmp_path / "cache")
+    assert padded.stop_ids == (padded.tokenizer.eos_id, padded.tokenizer.pad_id)
