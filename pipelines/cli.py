@@ -1,4 +1,4 @@
-"""``difflab validate|run|sweep|eval|sample|leaderboard``.
+"""``difflab validate|run|sweep|eval|sample|export|leaderboard``.
 
 Every usage problem (bad spec, components that do not fit together, unknown run id, unreachable
 tracking store) is printed with what is wrong and what is allowed, and exits with status 2,
@@ -59,11 +59,18 @@ def _parser() -> argparse.ArgumentParser:
                    help="override eval.* or sampler.* of the run's spec, e.g. --set eval.data=puzzles.csv")
     _add_uri_arg(p)
 
-    p = commands.add_parser("sample", help="generate with a run's checkpoint; print and log the samples")
-    p.add_argument("run_id")
+    p = commands.add_parser("sample", help="generate with a run's checkpoint (or an export); print and log the samples")
+    p.add_argument("run_id", nargs="?", help="the run (or give --from)")
+    p.add_argument("--from", dest="export", type=Path, metavar="OUT_DIR", help="an export folder (`difflab export`) instead of a run")
     p.add_argument("-n", type=int, default=4, help=f"number of samples (default 4, at most {MAX_SAMPLES})")
     p.add_argument("--steps", type=int, help="sampler steps (overrides the spec)")
     p.add_argument("--sampler", help="name of one of the run's eval samplers (default: the first)")
+    _add_uri_arg(p)
+
+    p = commands.add_parser("export", help="write a run's weights, tokenizer, spec and model card as a Hugging Face-style folder")
+    p.add_argument("run_id")
+    p.add_argument("--format", choices=["hf"], default="hf", help="folder layout (hf: config.json, safetensors, tokenizer.json)")
+    p.add_argument("out_dir", type=Path, metavar="OUT_DIR", help="a new or empty folder")
     _add_uri_arg(p)
 
     p = commands.add_parser("leaderboard", help="compare runs of an experiment or a sweep")
@@ -134,8 +141,26 @@ def _command(args: argparse.Namespace) -> int:
         print(f"{result.trials} trials, {result.errors} failed; parent run {result.parent_run_id} in {result.uri}")
         return 0
 
+    if args.command == "sample" and (args.export is None) == (args.run_id is None):
+        raise SpecError("command line", [Problem("run_id", "give a run id or --from OUT_DIR (one of them)")])
+    if args.command == "sample" and args.export is not None:
+        from pipelines.export import sample_export
+
+        _in_range(args.n, "-n", MAX_SAMPLES)
+        _in_range(args.steps, "--steps")
+        for i, text in enumerate(sample_export(args.export, args.n, args.steps, args.sampler)):
+            print(f"--- sample {i}\n{text}")
+        return 0
+
     uri = tracking.resolve_uri(args.uri)
     tracking.check_reachable(uri)
+
+    if args.command == "export":
+        from pipelines.export import export_run
+
+        for path in export_run(uri, args.run_id, args.out_dir):
+            print(f"wrote {path}")
+        return 0
 
     if args.command == "eval":
         from pipelines.evaluate import eval_run

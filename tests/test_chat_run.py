@@ -1,17 +1,22 @@
 """A shipped local chat spec through the real pipeline (Ray Train local mode, MLflow SQLite),
 shortened with --set and on a tiny random ``hf`` encoder: it trains, evaluates the answer metrics
-with the semi-AR and one-shot samplers, and `difflab sample` completes validation rows."""
+with the semi-AR and one-shot samplers, `difflab sample` completes validation rows, and
+`difflab export` writes a folder that difflab and transformers load with identical logits."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import torch
 from mlflow.tracking import MlflowClient
+from transformers import AutoModelForMaskedLM
 
 from components.experiment import build_experiment, build_task
 from components.spec import load_spec
 from components.spec.trials import eval_metric_names
 from pipelines.cli import main
+from pipelines.evaluate import load_run
+from pipelines.export import load_export
 
 EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
 BACKBONE = (
@@ -53,6 +58,32 @@ def test_local_chat_spec_runs_and_logs_answer_metrics(workdir: Path) -> None:
     resolved = load_spec("experiments/chat/local-scored-padding.yaml", SHORT)
     assert {k for k in metrics if k.startswith("eval/")} == eval_metric_names(resolved.spec)
     assert main(["sample", run.info.run_id, "-n", "2", "--sampler", "semi_ar"]) == 0
+    check_export(workdir, run.info.run_id)
+
+
+def check_export(workdir: Path, run_id: str) -> None:
+    """export -> load gives the run's logits: through difflab (time embedding included) and
+    through transformers alone (the encoder); `sample --from` generates; nothing is overwritten."""
+    out = workdir / "export"
+    assert main(["export", run_id, "--format", "hf", str(out)]) == 0
+    names = {p.name for p in out.iterdir()}
+    assert {"spec.yaml", "difflab.safetensors", "tokenizer.json", "config.json", "model.safetensors", "README.md"} <= names
+    card = (out / "README.md").read_text()
+    assert run_id in card and "eval/elbo" in card and "kind: chat" in card
+    loaded = load_run(f"sqlite:///{workdir / 'mlflow.db'}", run_id)
+    exported, model, _ = load_export(out)
+    torch.manual_seed(0)
+    zt = torch.randint(0, exported.task.vocab_size, (2, 16))
+    t = torch.tensor([0.3, 0.8])
+    with torch.no_grad():
+        expected = loaded.model.cpu()(zt, t)
+        assert torch.equal(model.cpu()(zt, t), expected)
+        encoder = AutoModelForMaskedLM.from_pretrained(out).eval()
+        inner = loaded.model.model(inputs_embeds=loaded.model.model.get_input_embeddings()(zt)).logits
+        assert torch.equal(encoder(input_ids=zt).logits, loaded.model.model(input_ids=zt).logits)
+        assert torch.allclose(encoder(input_ids=zt).logits, inner, atol=1e-6)
+    assert main(["sample", "--from", str(out), "-n", "2", "--sampler", "semi_ar"]) == 0
+    assert main(["export", run_id, str(out)]) == 2  # not empty: never overwritten
 
 
 def test_samplers_get_the_tasks_stop_ids(workdir: Path, data_cache: Path) -> None:
