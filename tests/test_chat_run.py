@@ -84,6 +84,8 @@ def check_export(workdir: Path, run_id: str) -> None:
         assert torch.allclose(encoder(input_ids=zt).logits, inner, atol=1e-6)
     assert main(["sample", "--from", str(out), "-n", "2", "--sampler", "semi_ar"]) == 0
     assert main(["export", run_id, str(out)]) == 2  # not empty: never overwritten
+    assert main(["sample", "--from", str(workdir / "nothing-here")]) == 2
+    assert main(["sample"]) == 2  # neither a run nor --from
 
 
 def test_samplers_get_the_tasks_stop_ids(workdir: Path, data_cache: Path) -> None:
