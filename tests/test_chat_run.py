@@ -33,7 +33,7 @@ SHORT = [
     "eval.batch_size=4",
     "eval.num_samples=4",
     "eval.elbo.t_samples=1",
-    "eval.samplers.semi_ar_random.inner.steps=4",
+    "eval.samplers={semi_ar: {kind: semi_ar, block_length: 16, steps_per_block: 8}, semi_ar_random: {kind: semi_ar, block_length: 16, steps_per_block: 4, inner: {kind: ancestral, steps: 4}}, one_shot: {kind: confidence, k: 8}}",
     BACKBONE,
 ]
 
@@ -48,9 +48,10 @@ def test_local_chat_spec_runs_and_logs_answer_metrics(workdir: Path) -> None:
     assert run.info.status == "FINISHED"
     metrics = run.data.metrics
     for sampler in ("data", "semi_ar", "semi_ar_random", "one_shot"):
-        for key in ("answer_length", "terminated", "at_window_end", "role_marker_rate", "distinct_1", "repeated_2gram_rate"):
+        for key in ("answer_length", "terminated", "at_window_end", "role_marker_rate", "distinct_1", "repeated_2gram_rate", "exact_match"):
             assert f"eval/{sampler}/{key}" in metrics, (sampler, key)
     assert metrics["eval/data/terminated"] == 1.0  # every reference answer ends with <|im_end|>
+    assert metrics["eval/data/exact_match"] == 1.0
     assert 0 < metrics["eval/data/answer_length"] < 128
     assert metrics["eval/semi_ar/nfe"] >= 8  # at least one block of 8 passes
     assert "eval/elbo" in metrics and "train/loss" in metrics

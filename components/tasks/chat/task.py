@@ -66,6 +66,7 @@ ANSWER_METRICS = (
     "distinct_3",
     "repeated_2gram_rate",
     "repeated_3gram_rate",
+    "exact_match",
 )
 
 
@@ -283,7 +284,9 @@ class ChatTask(Task):
         build_examples(path, rows, self.tokenizer, seq_len=self.seq_len, bad_rows=self.config.bad_rows)
         return open_examples(path)
 
-    def _answer_metrics(self, result: EvalResult, prefix: str, ids: list[list[int]], terminated: torch.Tensor, room: torch.Tensor) -> None:
+    def _answer_metrics(
+        self, result: EvalResult, prefix: str, ids: list[list[int]], terminated: torch.Tensor, room: torch.Tensor, reference: list[list[int]]
+    ) -> None:
         lengths = [len(a) for a in ids]
         metrics = {
             "answer_length": float(np.mean(lengths)),
@@ -294,6 +297,7 @@ class ChatTask(Task):
             "role_marker_rate": float(np.mean([self.tokenizer.start_id in a for a in ids])),
             **{f"distinct_{n}": distinct_n(ids, n) for n in (1, 2, 3)},
             **{f"repeated_{n}gram_rate": repeated_ngram_rate(ids, n) for n in (2, 3)},
+            "exact_match": float(np.mean([a == b for a, b in zip(ids, reference)])),
         }
         result.metrics.update({f"{prefix}/{k}": v for k, v in metrics.items()})
 
@@ -316,7 +320,8 @@ class ChatTask(Task):
         that produced an end or pad token), ``at_window_end`` (share whose answer runs to the
         last position or one before it: the failure the end-token remedies address),
         ``role_marker_rate`` (share containing ``<|im_start|>``: the model writing the next
-        turn itself), ``distinct_1/2/3``, ``repeated_2gram_rate``/``3gram``, ``nfe``.
+        turn itself), ``distinct_1/2/3``, ``repeated_2gram_rate``/``3gram``, ``exact_match``
+        (share of answers identical to the reference answer), ``nfe``.
         Artifacts: ``samples/<s>.txt`` (prompt and answer), ``answer_lengths.json``."""
         result = EvalResult()
         if num_samples == 0:
@@ -327,7 +332,7 @@ class ChatTask(Task):
         room = self.seq_len - start
         full = torch.from_numpy(arrays.tokens[rows].astype(np.int64))
         reference, ended = answers(full, start, self.stop_ids)
-        self._answer_metrics(result, "data", reference, ended, room)
+        self._answer_metrics(result, "data", reference, ended, room, reference)
         lengths = {"data": [len(a) for a in reference]}
         for name, sampler in samplers.items():
             tokens, nfe = [], []
@@ -338,7 +343,7 @@ class ChatTask(Task):
                 nfe.append(generation.nfe.cpu())
             generated = torch.cat(tokens)
             replies, terminated = answers(generated, start, self.stop_ids)
-            self._answer_metrics(result, name, replies, terminated, room)
+            self._answer_metrics(result, name, replies, terminated, room, reference)
             result.metrics[f"{name}/nfe"] = float(torch.cat(nfe).double().mean())
             lengths[name] = [len(a) for a in replies]
             listing = []
