@@ -24,7 +24,7 @@ from pydantic import Discriminator, Field, Tag
 
 from components.registry import SpecModel
 from components.tasks.chat.template import ROLES, Message
-from components.tasks.text.sources import LastDocuments, NamedSplit, Split, ValidationFile, ValidationRule, tag_by_keys
+from components.tasks.text.sources import LastDocuments, NamedSplit, Split, ValidationFile, tag_by_keys
 
 BUILDERS = {"jsonl": "json", "parquet": "parquet"}
 SUFFIXES = {".jsonl": "jsonl", ".json": "jsonl", ".parquet": "parquet"}
@@ -208,5 +208,3 @@ def split_conversations(
         held_out = _files(source, validation.path, cache)  # type: ignore[arg-type]
     return {"train": train, "validation": held_out.take(0, max_conversations)}
 
-
-__all__ = ["ChatSource", "ValidationRule", "Conversations", "ChatDataError", "check_row", "split_conversations"]

@@ -87,8 +87,8 @@ def open_examples(path: Path) -> ExampleArrays:
         raise FileNotFoundError(f"{path} is not built: run the task's prepare() (driver side) first")
     meta = json.loads(meta_path.read_text())
     tokens = np.memmap(Path(path) / "tokens.bin", dtype=meta["dtype"], mode="r", shape=(meta["rows"], meta["seq_len"]))
-    load = lambda name: np.load(Path(path) / f"{name}.npy")  # noqa: E731
-    return ExampleArrays(tokens, load("context"), load("answer"), load("ended"), meta)
+    context, answer, ended = (np.load(Path(path) / f"{name}.npy") for name in ("context", "answer", "ended"))
+    return ExampleArrays(tokens, context, answer, ended, meta)
 
 
 def build_examples(
