@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from components import losses, noise
+from components.samplers.base import Generation
 from components.tasks import build
 from components.tasks.chat.conversations import ChatDataError
 from components.tasks.chat.examples import turn_examples
@@ -264,3 +265,50 @@ def test_cli_run_with_bad_rows_exits_2_and_starts_nothing(workdir: Path, capsys:
     assert "row 7: no assistant turn" in err and "task (chat)" in err, err
     assert not (workdir / "runs").exists()
     assert tracking.use(tracking.resolve_uri(None)).get_experiment_by_name("chat-bad") is None
+
+
+class _Silent:
+    """A sampler that writes nothing: every open position keeps the prompt batch's pad."""
+
+    def generate(self, model, noise, batch, steps=None):  # noqa: ANN001, ANN201
+        return Generation(batch.x0.clone(), torch.ones(len(batch), dtype=torch.long))
+
+
+def test_evaluate_on_an_external_chat_file(task: ChatTask, tmp_path: Path) -> None:
+    rows = [
+        {"messages": [{"role": "user", "content": "how are you ?"}, {"role": "assistant", "content": answer}]}
+        for answer in ("fine", "fine thanks", "cat sun tree cat sun tree")
+    ]
+    data = tmp_path / "eval.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    task.check_data(data)
+    result = task.evaluate(None, None, {"silent": _Silent()}, num_samples=8, batch_size=2, data=data)
+    lengths = [len(ids) for ids in task.tokenizer.encode_texts([r["messages"][1]["content"] for r in rows])]
+    assert result.metrics["data/answer_length"] == pytest.approx(sum(lengths) / 3)
+    assert result.metrics["data/exact_match"] == 1.0 and result.metrics["data/terminated"] == 1.0
+    assert result.metrics["silent/answer_length"] == 0.0 and result.metrics["silent/exact_match"] == 0.0
+    assert json.loads(result.artifacts["answer_lengths.json"]) == {"data": lengths, "silent": [0, 0, 0]}
+
+
+def test_run_checks_the_eval_chat_file_before_anything_starts(workdir: Path, capsys: pytest.CaptureFixture, corpus) -> None:
+    bad = workdir / "eval.jsonl"
+    bad.write_text(json.dumps({"messages": [{"role": "user", "content": "hi"}]}) + "\n")
+    spec = workdir / "chat.yaml"
+    spec.write_text(
+        json.dumps(
+            {
+                "name": "chat-eval-file",
+                "task": section(corpus[0]),
+                "noise": {"kind": "masked"},
+                "loss": {"kind": "mdlm"},
+                "backbone": {"kind": "dit", "size": "tiny"},
+                "sampler": {"kind": "semi_ar", "block_length": 4},
+                "eval": {"data": str(bad)},
+                "tracking": {"experiment": "chat-eval-file"},
+            }
+        )
+    )
+    assert main(["run", str(spec)]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and "eval.data" in err and "row 1: no assistant turn" in err, err
+    assert not (workdir / "runs").exists()

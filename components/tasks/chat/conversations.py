@@ -147,6 +147,16 @@ def bad_rows_error(name: str, bad: list[tuple[int, str]]) -> ChatDataError:
     )
 
 
+def bad_rows(conversations: Conversations) -> list[tuple[int, str]]:
+    """(row number, why) of every bad row."""
+    return [
+        (first + offset, why)
+        for first, items in conversations.batches(512)
+        for offset, item in enumerate(items)
+        if (why := check_row(item)[1]) is not None
+    ]
+
+
 def _select(data: Any, column: str, name: str) -> Any:
     names = data.column_names
     if names is not None and column not in names:
@@ -167,7 +177,9 @@ def _hub(source: ChatHubSource, split: str) -> Conversations:
     return Conversations(_select(data, source.messages_field, name), source.messages_field, count, name)
 
 
-def _files(source: ChatFileSource, pattern: str, cache: Path) -> Conversations:
+def file_conversations(source: ChatFileSource, pattern: str, cache: Path) -> Conversations:
+    """The rows of the files matching ``pattern``, read as ``source`` says; their Arrow conversion
+    is cached under ``cache``."""
     files = source.files(pattern)
     fmt = source.resolved_format()
     try:
@@ -191,7 +203,7 @@ def split_conversations(
     if isinstance(source, ChatHubSource):
         train = _hub(source, source.split).take(0, max_conversations)
     else:
-        train = _files(source, source.path, cache).take(0, max_conversations)
+        train = file_conversations(source, source.path, cache).take(0, max_conversations)
     if isinstance(validation, LastDocuments):
         total = train.count
         if total is None:
@@ -205,6 +217,6 @@ def split_conversations(
     if isinstance(validation, NamedSplit):
         held_out = _hub(source, validation.split)  # type: ignore[arg-type]  (checked above)
     else:
-        held_out = _files(source, validation.path, cache)  # type: ignore[arg-type]
+        held_out = file_conversations(source, validation.path, cache)  # type: ignore[arg-type]
     return {"train": train, "validation": held_out.take(0, max_conversations)}
 

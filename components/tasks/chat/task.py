@@ -28,10 +28,14 @@ from components.registry import SpecModel
 from components.samplers.base import Sampler
 from components.tasks.base import DataStream, EvalResult, Task
 from components.tasks.chat.conversations import (
+    ChatDataError,
     ChatFileSource,
     ChatSource,
     Conversations,
+    bad_rows,
+    bad_rows_error,
     check_row,
+    file_conversations,
     rule_mismatch,
     split_conversations,
 )
@@ -274,14 +278,28 @@ class ChatTask(Task):
 
     # ------------------------------------------------------------------ metrics
 
+    def _file_rows(self, data: Path) -> Conversations:
+        source = ChatFileSource(path=str(data), messages_field=self.config.source.messages_field)
+        return file_conversations(source, str(data), self.cache_dir / "datasets")
+
+    def check_data(self, path: Path) -> None:
+        """``path`` must be a jsonl or parquet chat file whose rows are well formed (bad rows are
+        listed unless ``bad_rows: skip``)."""
+        super().check_data(path)
+        rows = self._file_rows(path)
+        bad = bad_rows(rows)
+        if bad and self.config.bad_rows == "error":
+            raise bad_rows_error(rows.name, bad)
+        if len(bad) == rows.count:
+            raise ChatDataError(f"{rows.name}: no well-formed row")
+
     def _reference(self, data: Path | None) -> ExampleArrays:
+        """The validation examples, or those of the chat file ``data`` (built and cached once)."""
         if data is None:
             return self.split("validation")
         stat = os.stat(data)
-        source = ChatFileSource(path=str(data), messages_field=getattr(self.config.source, "messages_field", "messages"))
         path = self._split_path("reference", {"file": [os.path.abspath(data), stat.st_size, stat.st_mtime_ns]})
-        rows = split_conversations(source, ValidationFile(path=str(data)), None, self.cache_dir / "datasets")["validation"]
-        build_examples(path, rows, self.tokenizer, seq_len=self.seq_len, bad_rows=self.config.bad_rows)
+        build_examples(path, self._file_rows(data), self.tokenizer, seq_len=self.seq_len, bad_rows=self.config.bad_rows)
         return open_examples(path)
 
     def _answer_metrics(
