@@ -31,20 +31,23 @@ def label(run) -> str:  # noqa: ANN001 - an MLflow Run
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--uri", default="sqlite:///mlflow.db")
-    parser.add_argument("--experiment", action="append", required=True)
+    parser.add_argument("--uri", action="append", required=True, help="MLflow store (repeatable)")
+    parser.add_argument("--experiment", action="append", required=True, help="experiment name (repeatable)")
     args = parser.parse_args()
-    client = MlflowClient(args.uri)
-    ids = [client.get_experiment_by_name(name).experiment_id for name in args.experiment]
-    finished = [r for r in client.search_runs(ids) if r.info.status == "FINISHED" and "eval/elbo" in r.data.metrics]
-    runs = sorted((label(r), r) for r in finished)
+    runs = []
+    for uri in args.uri:
+        client = MlflowClient(uri)
+        ids = [e.experiment_id for name in args.experiment if (e := client.get_experiment_by_name(name)) is not None]
+        finished = [r for r in client.search_runs(ids) if r.info.status == "FINISHED" and "eval/elbo" in r.data.metrics]
+        runs += [(label(r), client, r) for r in finished]
+    runs.sort(key=lambda item: item[0])
     print("| loss_on / end_remedy / seed | train/loss | eval/elbo | eval/ppl |\n|---|---|---|---|")
-    for name, run in runs:
+    for name, _, run in runs:
         m = run.data.metrics
         print(f"| {name} | {m.get('train/loss', float('nan')):.3f} | {m['eval/elbo']:.3f} | {m['eval/ppl']:.2f} |")
     print("\n| loss_on / end_remedy / seed | sampler | " + " | ".join(COLUMNS) + " |\n|---|---|" + "---|" * len(COLUMNS))
     lengths = {}
-    for name, run in runs:
+    for name, client, run in runs:
         m = run.data.metrics
         samplers = sorted({k.split("/")[1] for k in m if k.startswith("eval/") and k.endswith("/answer_length")})
         for s in samplers:
