@@ -1,4 +1,7 @@
-"""``difflab validate|run|sweep|eval|sample|leaderboard``.
+"""``difflab validate|run|sweep|eval|sample|leaderboard|runs|show|diff|rm``.
+
+Heavy libraries (torch, Ray, MLflow, datasets) are imported by the commands that use them, after
+the arguments are parsed, so ``--help`` and argument errors answer at once.
 
 Every usage problem (bad spec, components that do not fit together, unknown run id, unreachable
 tracking store) is printed with what is wrong and what is allowed, and exits with status 2,
@@ -11,12 +14,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from rich.console import Console
-from rich.table import Table
-
 from components.registry import BuildError
-from components.spec import Problem, SpecError, load_spec
-from components.spec.sections import MAX_SAMPLES
 from pipelines.errors import RunFailed, UsageError
 
 USAGE_ERROR = 2
@@ -54,14 +52,14 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=["table", "md", "csv", "json", "html"], default="table")
 
     p = commands.add_parser("eval", help="evaluate a run's checkpoint and log the metrics to that run")
-    p.add_argument("run_id")
+    p.add_argument("run_id", metavar="RUN", help="run id, unique id prefix or run name")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="PATH=VALUE",
                    help="override eval.* or sampler.* of the run's spec, e.g. --set eval.data=puzzles.csv")
     _add_uri_arg(p)
 
     p = commands.add_parser("sample", help="generate with a run's checkpoint; print and log the samples")
-    p.add_argument("run_id")
-    p.add_argument("-n", type=int, default=4, help=f"number of samples (default 4, at most {MAX_SAMPLES})")
+    p.add_argument("run_id", metavar="RUN", help="run id, unique id prefix or run name")
+    p.add_argument("-n", type=int, default=4, help="number of samples (default 4)")
     p.add_argument("--steps", type=int, help="sampler steps (overrides the spec)")
     p.add_argument("--sampler", help="name of one of the run's eval samplers (default: the first)")
     _add_uri_arg(p)
@@ -75,10 +73,38 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--output", type=Path, help="write to this file instead of stdout")
     p.add_argument("--plot", type=Path, metavar="FILE.png", help="plot metric curves of the top runs")
     _add_uri_arg(p)
+
+    _add_run_commands(commands)
     return parser
 
 
+def _add_run_commands(commands: argparse._SubParsersAction) -> None:
+    """``runs``, ``show``, ``diff``, ``rm``: RUN is a run id, a unique id prefix or a run name."""
+    run_help = "run id, unique id prefix or run name"
+    p = commands.add_parser("runs", help="list runs: name, status, key metric, age, spec hash")
+    p.add_argument("experiment", nargs="?", help="MLflow experiment (default: every experiment)")
+    p.add_argument("--limit", type=int, default=50, help="newest runs shown (default 50)")
+    _add_uri_arg(p)
+
+    p = commands.add_parser("show", help="a run's resolved spec, metrics, artifacts and checkpoint")
+    p.add_argument("run", metavar="RUN", help=run_help)
+    _add_uri_arg(p)
+
+    p = commands.add_parser("diff", help="two runs' resolved-spec differences and metric deltas")
+    p.add_argument("run_a", metavar="RUN_A", help=run_help)
+    p.add_argument("run_b", metavar="RUN_B", help=run_help)
+    _add_uri_arg(p)
+
+    p = commands.add_parser("rm", help="delete runs: the MLflow run and its run folder (asks first)")
+    p.add_argument("runs", metavar="RUN", nargs="+", help=run_help)
+    p.add_argument("--yes", action="store_true", help="delete without asking")
+    _add_uri_arg(p)
+
+
 def _print_run_summary(client, run_id: str, uri: str) -> None:  # noqa: ANN001 - MlflowClient
+    from rich.console import Console
+    from rich.table import Table
+
     run = client.get_run(run_id)
     table = Table(title=f"{run.info.run_name} ({run.info.status})")
     table.add_column("metric")
@@ -91,6 +117,8 @@ def _print_run_summary(client, run_id: str, uri: str) -> None:  # noqa: ANN001 -
 
 
 def _in_range(value: int | None, flag: str, most: int | None = None) -> None:
+    from components.spec import Problem, SpecError
+
     if value is not None and (value < 1 or (most is not None and value > most)):
         allowed = f"between 1 and {most}" if most is not None else ">= 1"
         raise SpecError("command line", [Problem(flag, f"must be {allowed}, got {value}")])
@@ -99,15 +127,32 @@ def _in_range(value: int | None, flag: str, most: int | None = None) -> None:
 def _existing_folder(path: Path | None, flag: str) -> None:
     """Exit 2 before any work when the folder that ``path`` goes into does not exist (``--plot``
     creates its folder; ``--output`` names a file in an existing one)."""
+    from components.spec import Problem, SpecError
+
     if path is not None and not path.resolve().parent.is_dir():
         raise SpecError("command line", [Problem(flag, f"folder {path.resolve().parent} does not exist; create it or name another file")])
 
 
+def _run_id(uri: str, ref: str) -> str:
+    """The id of the run ``ref`` names (an id, a unique id prefix or a run name)."""
+    from pipelines import runs, tracking
+
+    return runs.find_run(tracking.use(uri), ref, "RUN").info.run_id
+
+
 def _command(args: argparse.Namespace) -> int:
+    if args.command in ("runs", "show", "diff", "rm"):
+        return _run_command(args)
+
+    from components.spec import Problem, SpecError, load_spec
+
     if args.command == "validate":
+        from pipelines.sizes import describe_model
+
         resolved = load_spec(args.spec, args.overrides)
         print(resolved.to_yaml(), end="")
         print(f"# spec hash: {resolved.hash}")
+        print(f"# model: {describe_model(resolved.spec)}")
         return 0
 
     from pipelines import leaderboard, tracking
@@ -140,17 +185,18 @@ def _command(args: argparse.Namespace) -> int:
     if args.command == "eval":
         from pipelines.evaluate import eval_run
 
-        metrics = eval_run(uri, args.run_id, args.overrides)
+        metrics = eval_run(uri, _run_id(uri, args.run_id), args.overrides)
         for key in sorted(metrics):
             print(f"{key}: {metrics[key]:.6g}")
         return 0
 
     if args.command == "sample":
+        from components.spec.sections import MAX_SAMPLES
         from pipelines.evaluate import sample_run
 
         _in_range(args.n, "-n", MAX_SAMPLES)
         _in_range(args.steps, "--steps")
-        for i, text in enumerate(sample_run(uri, args.run_id, args.n, args.steps, args.sampler)):
+        for i, text in enumerate(sample_run(uri, _run_id(uri, args.run_id), args.n, args.steps, args.sampler)):
             print(f"--- sample {i}\n{text}")
         return 0
 
@@ -170,19 +216,49 @@ def _command(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run_command(args: argparse.Namespace) -> int:
+    """``runs`` / ``show`` / ``diff`` / ``rm``: MLflow only (no torch, no Ray)."""
+    from pipelines import runs, tracking
+
+    if getattr(args, "limit", 1) < 1:
+        raise UsageError(f"--limit must be >= 1, got {args.limit}")
+    uri = tracking.resolve_uri(args.uri)
+    tracking.check_reachable(uri)
+    client = tracking.use(uri)
+    if args.command == "runs":
+        print(runs.render_list(runs.list_runs(client, args.experiment, args.limit)))
+        return 0
+    if args.command == "show":
+        print(runs.show(client, runs.find_run(client, args.run, "RUN")))
+        return 0
+    if args.command == "diff":
+        print(runs.diff(client, runs.find_run(client, args.run_a, "RUN_A"), runs.find_run(client, args.run_b, "RUN_B")))
+        return 0
+    return runs.remove(client, [runs.find_run(client, ref, "RUN") for ref in args.runs], yes=args.yes)
+
+
+def _is_spec_error(err: BaseException) -> bool:
+    """Whether ``err`` is a SpecError; its module loads (with torch) only in commands that read a
+    spec, so a command that never loaded it cannot have raised one."""
+    errors = sys.modules.get("components.spec.errors")
+    return errors is not None and isinstance(err, errors.SpecError)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         return _command(args)
-    except SpecError as err:
-        print(err.render(), file=sys.stderr)
-        return USAGE_ERROR
     except (BuildError, UsageError) as err:
         print(f"error: {err}", file=sys.stderr)
         return USAGE_ERROR
     except RunFailed as err:
         print(f"training failed: {err}", file=sys.stderr)
         return RUN_FAILED
+    except Exception as err:
+        if not _is_spec_error(err):
+            raise
+        print(err.render(), file=sys.stderr)
+        return USAGE_ERROR
 
 
 if __name__ == "__main__":

@@ -27,13 +27,8 @@ from components.tasks.base import Task
 from pipelines import checkpoint, tracking
 from pipelines.errors import RunFailed, UsageError
 from pipelines.locks import RunLock
-from pipelines.storage import Location
+from pipelines.storage import Location, cache_dir
 from pipelines.train import train_worker, worker_config
-
-
-def cache_dir() -> Path:
-    """Shared cache for generated/tokenized data: ``DIFFLAB_CACHE`` or ./.cache/difflab."""
-    return Path(os.environ.get("DIFFLAB_CACHE", ".cache/difflab")).resolve()
 
 
 def run_location(resolved: ResolvedSpec) -> Location:
