@@ -117,20 +117,16 @@ def _print_run_summary(client, run_id: str, uri: str) -> None:  # noqa: ANN001 -
 
 
 def _in_range(value: int | None, flag: str, most: int | None = None) -> None:
-    from components.spec import Problem, SpecError
-
     if value is not None and (value < 1 or (most is not None and value > most)):
         allowed = f"between 1 and {most}" if most is not None else ">= 1"
-        raise SpecError("command line", [Problem(flag, f"must be {allowed}, got {value}")])
+        raise UsageError(f"{flag} must be {allowed}, got {value}")
 
 
 def _existing_folder(path: Path | None, flag: str) -> None:
     """Exit 2 before any work when the folder that ``path`` goes into does not exist (``--plot``
     creates its folder; ``--output`` names a file in an existing one)."""
-    from components.spec import Problem, SpecError
-
     if path is not None and not path.resolve().parent.is_dir():
-        raise SpecError("command line", [Problem(flag, f"folder {path.resolve().parent} does not exist; create it or name another file")])
+        raise UsageError(f"{flag}: folder {path.resolve().parent} does not exist; create it or name another file")
 
 
 def _run_id(uri: str, ref: str) -> str:
@@ -143,8 +139,8 @@ def _run_id(uri: str, ref: str) -> str:
 def _command(args: argparse.Namespace) -> int:
     if args.command in ("runs", "show", "diff", "rm"):
         return _run_command(args)
-
-    from components.spec import Problem, SpecError, load_spec
+    if args.command in ("validate", "run", "sweep"):  # the spec models import torch
+        from components.spec import Problem, SpecError, load_spec
 
     if args.command == "validate":
         from pipelines.sizes import describe_model
@@ -155,7 +151,7 @@ def _command(args: argparse.Namespace) -> int:
         print(f"# model: {describe_model(resolved.spec)}")
         return 0
 
-    from pipelines import leaderboard, tracking
+    from pipelines import tracking
 
     if args.command == "run":
         from pipelines.launch import run
@@ -166,6 +162,7 @@ def _command(args: argparse.Namespace) -> int:
         return 0
 
     if args.command == "sweep":
+        from pipelines import leaderboard
         from pipelines.sweep import sweep
 
         resolved = load_spec(args.spec, args.overrides)
@@ -200,6 +197,8 @@ def _command(args: argparse.Namespace) -> int:
             print(f"--- sample {i}\n{text}")
         return 0
 
+    from pipelines import leaderboard
+
     _existing_folder(args.output, "--output")
     client = tracking.use(uri)
     metric, mode = leaderboard.default_ranking(client, args.sweep)
@@ -220,8 +219,7 @@ def _run_command(args: argparse.Namespace) -> int:
     """``runs`` / ``show`` / ``diff`` / ``rm``: MLflow only (no torch, no Ray)."""
     from pipelines import runs, tracking
 
-    if getattr(args, "limit", 1) < 1:
-        raise UsageError(f"--limit must be >= 1, got {args.limit}")
+    _in_range(getattr(args, "limit", None), "--limit")
     uri = tracking.resolve_uri(args.uri)
     tracking.check_reachable(uri)
     client = tracking.use(uri)
