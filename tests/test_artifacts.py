@@ -5,6 +5,7 @@ the run folder cannot be read (real training in Ray Train local mode, real MLflo
 from __future__ import annotations
 
 import getpass
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -79,3 +80,39 @@ def test_without_the_folder_or_a_logged_checkpoint_eval_says_so(workdir: Path, c
     assert main(["eval", run.info.run_id]) == 2
     err = capsys.readouterr().err
     assert "is not reachable here" in err and "Traceback" not in err
+
+
+def test_a_text_run_logs_its_tokenizer_and_eval_uses_it_on_a_fresh_cache(
+    workdir: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """A trained BPE lives in the data cache; on a machine without that cache, eval reads the
+    logged tokenizer instead of training one again."""
+    words = ["red", "fox", "runs", "over", "the", "lazy", "dog", "and", "a", "cat", "sleeps", "today"]
+    (workdir / "corpus.txt").write_text("\n".join(" ".join(words[(i + j) % 12] for j in range(8)) for i in range(120)) + "\n")
+    spec = {
+        "name": "text-tiny",
+        "task": {"kind": "text", "source": {"path": "corpus.txt"}, "validation": {"last_documents": 20},
+                 "tokenizer": {"train": {"vocab_size": 300}}, "seq_len": 16},
+        "noise": {"kind": "masked"}, "loss": {"kind": "mdlm"},
+        "backbone": {"kind": "dit", "layers": 1, "heads": 2, "width": 32, "cond_dim": 16},
+        "sampler": {"kind": "ancestral", "steps": 4},
+        "train": {"steps": 2, "batch_size": 4, "log_every": 1, "checkpoint_every": 2},
+        "eval": {"every": 2, "batches": 1, "batch_size": 4, "num_samples": 2},
+        "tracking": {"experiment": "tests"},
+    }
+    assert main(["run", str(write_spec(workdir, spec))]) == 0
+    client, run = _only_run(workdir)
+    bpe = [p for p in (Path(os.environ["DIFFLAB_CACHE"]) / "text" / "tokenizers").glob("bpe-*.json")
+           if p.read_text() == Path(client.download_artifacts(run.info.run_id, "tokenizer.json", str(workdir))).read_text()]
+    assert len(bpe) == 1  # the logged tokenizer is the one training used
+    trained_elbo = {m.step: m.value for m in client.get_metric_history(run.info.run_id, "eval/elbo")}[2]
+
+    fresh = tmp_path_factory.mktemp("other-machine-cache")
+    monkeypatch.setenv("DIFFLAB_CACHE", str(fresh))
+    folder = Path(run.data.tags[TAG_RUN_DIR])
+    folder.rename(folder.with_name(folder.name + ".elsewhere"))
+    capsys.readouterr()
+    assert main(["eval", "text-tiny"]) == 0
+    printed = dict(line.split(": ") for line in capsys.readouterr().out.splitlines())
+    assert float(printed["eval/elbo"]) == pytest.approx(trained_elbo, rel=1e-5)
+    assert not list(fresh.rglob("bpe-*.json"))  # no tokenizer trained again
