@@ -96,7 +96,8 @@ def group_seeds(frame: pl.DataFrame, metric: str, mode: str, best_seed: bool = F
     keys = [c for c, t in frame.schema.items() if t == pl.Utf8 and c not in ("run", "status", "run_id", "train.seed")]
     means = [m for m in (*KEY_METRICS, "duration_s") if m in frame.columns and m != metric]
     ordered = frame.sort(metric, descending=mode == "max", nulls_last=True)
-    label = pl.concat_str([pl.lit(f"{k.rsplit('.', 1)[-1]}=") + pl.col(k).fill_null("None") for k in keys], separator=" ") if keys else pl.lit("all")
+    # A trial's run name without its number and seed ("trial 3 wd=0.1 seed=1" -> "wd=0.1").
+    label = pl.col("run").str.replace(r"^trial \d+ ?", "").str.replace(r" ?seed=\d+$", "")
     aggs = [
         pl.col("status").unique().sort().str.join("/").alias("status"),
         pl.col(metric).mean().alias(metric),
