@@ -8,8 +8,8 @@ sizes, sampler steps. Hub data becomes the local stories corpus with a trained t
 network here). Each run must end FINISHED with a checkpoint at step 2 and finite losses.
 
 The default suite trains every local spec (workers: 0, about 1-3 s each) once per structure, and
-two distributed ones: sudoku/masked.yaml (1 Train worker, bf16, EMA) and text/owt-mdlm-small.yaml
-(2 gloo workers x gradient accumulation 2, bf16). ``-m slow`` trains the other distributed specs
+one distributed one, text/owt-mdlm-small.yaml (2 gloo workers x gradient accumulation 2, bf16;
+EMA on Train workers is covered by tests/test_training_matrix.py). ``-m slow`` trains the other distributed specs
 too: each costs 12-20 s of Train worker start-up on the 2-core machine, together ~3 minutes.
 """
 
@@ -97,7 +97,7 @@ def _structure(path: Path) -> str:
                  train.get("ema") is not None, train.get("compile", False), samplers))
 
 
-DEFAULT_DISTRIBUTED = {"sudoku/masked.yaml", "text/owt-mdlm-small.yaml"}  # 1 Train worker + EMA + bf16; 2 workers x accumulation
+DEFAULT_DISTRIBUTED = {"text/owt-mdlm-small.yaml"}  # 2 gloo workers x accumulation 2, bf16
 
 
 def _params() -> list[Any]:
