@@ -9,8 +9,9 @@ network here). Each run must end FINISHED with a checkpoint at step 2 and finite
 
 The default suite trains every local spec (workers: 0, about 1-3 s each) once per structure, and
 one distributed one, text/owt-mdlm-small.yaml (2 gloo workers x gradient accumulation 2, bf16;
-EMA on Train workers is covered by tests/test_training_matrix.py). ``-m slow`` trains the other distributed specs
-too: each costs 12-20 s of Train worker start-up on the 2-core machine, together ~3 minutes.
+EMA on Train workers is covered by tests/test_training_matrix.py). ``-m slow`` trains the other
+distributed specs too: each costs 12-20 s of Train worker start-up on the 2-core machine,
+together ~3 minutes.
 """
 
 from __future__ import annotations
@@ -67,11 +68,12 @@ def shrink(data: dict[str, Any]) -> dict[str, Any]:
     if "sampler" in spec:
         spec["sampler"] = _shrink_sampler(spec["sampler"])
     resources = spec.setdefault("resources", {})
+    train = spec["train"]
+    per_worker = train.get("batch_size", 64) // max(resources.get("workers", 0), 1)
+    accumulates = train.get("micro_batch_size") not in (None, per_worker)
     workers = min(resources.get("workers", 0), 2)
     resources.update(workers=workers, cpus_per_worker=1, gpus_per_worker=0)
-    train = spec["train"]
     batch = 8
-    accumulates = train.get("micro_batch_size") not in (None, train.get("batch_size", 64) // max(resources.get("workers", 1), 1))
     train.update(steps=2, batch_size=batch, log_every=1, checkpoint_every=2)
     train.pop("micro_batch_size", None)
     if accumulates:
@@ -87,9 +89,8 @@ def shrink(data: dict[str, Any]) -> dict[str, Any]:
     return spec
 
 
-def _structure(path: Path) -> str:
-    """What the shrunk spec is, hyperparameter values aside: kinds, flags and worker class."""
-    spec = shrink(read_with_extends(path))
+def _structure(spec: dict[str, Any]) -> str:
+    """What a shrunk spec is, hyperparameter values aside: kinds, flags and worker class."""
     train = spec["train"]
     samplers = sorted({s["kind"] for s in spec.get("eval", {}).get("samplers", {}).values()})
     return repr((spec["task"]["kind"], spec["noise"]["kind"], spec["loss"]["kind"], spec["backbone"]["kind"],
@@ -104,8 +105,9 @@ def _params() -> list[Any]:
     seen: set[str] = set()
     params = []
     for path in SPECS:
-        key = _structure(path)
-        distributed = shrink(read_with_extends(path))["resources"]["workers"] > 0
+        spec = shrink(read_with_extends(path))
+        key = _structure(spec)
+        distributed = spec["resources"]["workers"] > 0
         slow = key in seen or (distributed and _id(path) not in DEFAULT_DISTRIBUTED)
         seen.add(key)
         params.append(pytest.param(path, id=_id(path), marks=[pytest.mark.slow] if slow else []))
@@ -117,7 +119,7 @@ def test_spec_trains_two_steps_shrunk(path: Path, workdir: Path, ray_cluster, ca
     shrunk = shrink(read_with_extends(path))
     spec_path = workdir / f"{path.stem}.yaml"
     spec_path.write_text(yaml.safe_dump(shrunk, sort_keys=False))
-    (workdir / "experiments").symlink_to(REPO / "experiments")  # relative paths inside specs (kernels, judges)
+    (workdir / "experiments").symlink_to(REPO / "experiments")  # relative paths inside specs (GDDS kernels)
 
     code = main(["run", str(spec_path)])
     out = capsys.readouterr()
