@@ -13,9 +13,13 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from components.registry import BuildError
 from pipelines.errors import RunFailed, UsageError
+
+if TYPE_CHECKING:
+    from components.spec import ResolvedSpec
 
 USAGE_ERROR = 2
 RUN_FAILED = 1
@@ -48,8 +52,18 @@ def _parser() -> argparse.ArgumentParser:
     p = commands.add_parser("sweep", help="run the spec's sweep: section with Ray Tune, then print its leaderboard")
     _add_spec_args(p)
     p.add_argument("--address", help="Ray cluster address (default: RAY_ADDRESS, else a local Ray)")
-    p.add_argument("--fresh", action="store_true", help="start the sweep and its trials over")
+    p.add_argument("--fresh", action="store_true", help="start the sweep and its trials over (deletes their checkpoints, says which)")
     p.add_argument("--format", choices=["table", "md", "csv", "json", "html"], default="table")
+    p.add_argument(
+        "--grid", action="append", default=[], metavar="PATH=V1,V2",
+        help="sweep PATH over the listed values instead of the spec's space (repeatable), e.g. --grid noise.p_uniform=0,0.1",
+    )
+    p.add_argument("--seeds", type=int, help="runs of each configuration (sets sweep.seeds)")
+    p.add_argument("--metric", help="sweep.metric (needed with --grid when the spec has no sweep: section)")
+    p.add_argument("--mode", choices=["max", "min"], help="sweep.mode")
+    p.add_argument("--dry-run", action="store_true", help="print the trials (overrides, seeds, resources, concurrency) and exit")
+    p.add_argument("--best-seed", action="store_true", help="leaderboard: add each configuration's best seed")
+    p.add_argument("--verbose", action="store_true", help="show Ray's and the workers' own output")
 
     p = commands.add_parser("eval", help="evaluate a run's checkpoint and log the metrics to that run")
     p.add_argument("run_id", metavar="RUN", help="run id, unique id prefix or run name")
@@ -68,7 +82,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("experiment", nargs="?", default="difflab", help="MLflow experiment (default: difflab)")
     p.add_argument("--metric", help="ranking metric (default: the sweep's metric, else eval/elbo)")
     p.add_argument("--mode", choices=["max", "min"], help="max or min is best")
-    p.add_argument("--sweep", metavar="RUN_ID", help="only the trials of this sweep (parent run id)")
+    p.add_argument("--sweep", metavar="RUN_ID", help="only the trials of this sweep (parent run id; default: the newest sweep)")
+    p.add_argument("--all", dest="all_runs", action="store_true", help="every run of the experiment, not only the newest sweep's trials")
+    p.add_argument("--best-seed", action="store_true", help="add each configuration's best seed, its value and run")
     p.add_argument("--format", choices=["table", "md", "csv", "json", "html"], default="table")
     p.add_argument("--output", type=Path, help="write to this file instead of stdout")
     p.add_argument("--plot", type=Path, metavar="FILE.png", help="plot metric curves of the top runs")
@@ -136,6 +152,50 @@ def _run_id(uri: str, ref: str) -> str:
     return runs.find_run(tracking.use(uri), ref, "RUN").info.run_id
 
 
+def _grid_dimension(item: str) -> tuple[str, dict[str, list]]:
+    """``noise.p_uniform=0,0.1`` -> ``("noise.p_uniform", {"grid": [0, 0.1]})`` (values read as YAML)."""
+    import yaml
+
+    from components.spec import Problem, SpecError
+
+    path, sep, raw = item.partition("=")
+    values = [v.strip() for v in raw.split(",")] if sep else []
+    if not path.strip() or not values or any(not v for v in values):
+        raise SpecError("command line", [Problem("--grid", f"{item!r}: expected PATH=V1,V2,... e.g. noise.p_uniform=0,0.1")])
+    try:
+        return path.strip(), {"grid": [yaml.safe_load(v) for v in values]}
+    except yaml.YAMLError as err:
+        raise SpecError("command line", [Problem("--grid", f"{item!r}: a value is not YAML: {err}")]) from None
+
+
+def sweep_spec(args: argparse.Namespace) -> ResolvedSpec:
+    """The spec of ``difflab sweep``: the file with --set, its sweep section changed by
+    --grid (the space), --seeds, --metric and --mode; validated again as a whole."""
+    from components.spec import Problem, SpecError, load_spec, validate
+
+    resolved = load_spec(args.spec, args.overrides)
+    _in_range(args.seeds, "--seeds")
+    changes = args.grid or args.seeds is not None or args.metric or args.mode
+    if not changes:
+        if resolved.spec.sweep is None:
+            raise SpecError(str(args.spec), [Problem("sweep", "this spec has no sweep: section; add one, pass --grid PATH=V1,V2 --metric M --mode max|min, or use `difflab run`")])
+        return resolved
+    data = resolved.to_dict()
+    section = dict(data.get("sweep") or {})
+    if not section and not args.grid:
+        raise SpecError("command line", [Problem("--grid", "this spec has no sweep: section; --seeds/--metric/--mode need --grid PATH=V1,V2")])
+    if args.grid:
+        section["space"] = dict(_grid_dimension(item) for item in args.grid)
+    missing = [flag for flag, key in (("--metric", "metric"), ("--mode", "mode")) if key not in section and getattr(args, key) is None]
+    if missing:
+        raise SpecError("command line", [Problem(f, "required: the spec has no sweep: section to take it from") for f in missing])
+    for key in ("seeds", "metric", "mode"):
+        if getattr(args, key) is not None:
+            section[key] = getattr(args, key)
+    data["sweep"] = section
+    return validate(data, f"{args.spec} (with the command line's sweep)", source=resolved.source)
+
+
 def _command(args: argparse.Namespace) -> int:
     if args.command in ("runs", "show", "diff", "rm"):
         return _run_command(args)
@@ -163,15 +223,19 @@ def _command(args: argparse.Namespace) -> int:
 
     if args.command == "sweep":
         from pipelines import leaderboard
-        from pipelines.sweep import sweep
+        from pipelines.sweep import dry_run, sweep
 
-        resolved = load_spec(args.spec, args.overrides)
-        if resolved.spec.sweep is None:
-            raise SpecError(str(args.spec), [Problem("sweep", "this spec has no sweep: section; use `difflab run`")])
-        result = sweep(resolved, address=args.address, fresh=args.fresh)
+        resolved = sweep_spec(args)
+        if args.dry_run:
+            import os
+
+            print(dry_run(resolved, os.cpu_count() or 1, 0), end="")
+            return 0
+        result = sweep(resolved, address=args.address, fresh=args.fresh, verbose=args.verbose)
         client = tracking.use(result.uri)
         metric, mode = leaderboard.default_ranking(client, result.parent_run_id)
         frame = leaderboard.build_frame(leaderboard.fetch_runs(client, result.experiment, result.parent_run_id), metric, mode)
+        frame = leaderboard.group_seeds(frame, metric, mode, args.best_seed)
         print(leaderboard.render(frame, args.format, f"sweep {resolved.spec.name}: {metric} ({mode})"))
         print(f"{result.trials} trials, {result.errors} failed; parent run {result.parent_run_id} in {result.uri}")
         return 0
@@ -201,17 +265,23 @@ def _command(args: argparse.Namespace) -> int:
 
     _existing_folder(args.output, "--output")
     client = tracking.use(uri)
-    metric, mode = leaderboard.default_ranking(client, args.sweep)
+    sweep_id = args.sweep or (None if args.all_runs else leaderboard.newest_sweep(client, args.experiment))
+    metric, mode = leaderboard.default_ranking(client, sweep_id)
     metric, mode = args.metric or metric, args.mode or mode
-    frame = leaderboard.build_frame(leaderboard.fetch_runs(client, args.experiment, args.sweep), metric, mode)
-    text = leaderboard.render(frame, args.format, f"{args.experiment}: {metric} ({mode})")
+    runs = leaderboard.fetch_runs(client, args.experiment, sweep_id)
+    leaderboard.check_metric(runs, metric)
+    frame = leaderboard.build_frame(runs, metric, mode)
+    grouped = leaderboard.group_seeds(frame, metric, mode, args.best_seed)
+    scope = f"sweep {sweep_id}" if sweep_id else "all runs"
+    text = leaderboard.render(grouped, args.format, f"{args.experiment} ({scope}): {metric} ({mode})")
     if args.output:
         args.output.write_text(text)
         print(f"wrote {args.output}")
     else:
         print(text)
     if args.plot:
-        print(f"wrote {leaderboard.plot(client, frame, metric, args.plot)}")
+        pairs = list(zip(frame["run"].to_list(), frame["run_id"].to_list())) if not frame.is_empty() else []
+        print(f"wrote {leaderboard.plot(client, pairs, metric, args.plot)}")
     return 0
 
 

@@ -91,7 +91,7 @@ def test_a_text_run_logs_its_tokenizer_and_eval_uses_it_on_a_fresh_cache(
     (workdir / "corpus.txt").write_text("\n".join(" ".join(words[(i + j) % 12] for j in range(8)) for i in range(120)) + "\n")
     spec = {
         "name": "text-tiny",
-        "task": {"kind": "text", "source": {"path": "corpus.txt"}, "validation": {"last_documents": 20},
+        "task": {"kind": "text", "source": {"path": "corpus.txt", "sample_by": "line"}, "validation": {"last_documents": 20},
                  "tokenizer": {"train": {"vocab_size": 300}}, "seq_len": 16},
         "noise": {"kind": "masked"}, "loss": {"kind": "mdlm"},
         "backbone": {"kind": "dit", "layers": 1, "heads": 2, "width": 32, "cond_dim": 16},
