@@ -9,6 +9,7 @@ from pathlib import Path
 
 import torch
 import yaml
+from mlflow.entities import Run
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
@@ -17,7 +18,7 @@ from components.experiment import Experiment, build_experiment, build_task
 from components.spec import ResolvedSpec, SpecError, validate
 from components.spec.errors import Problem
 from components.spec.loading import apply_overrides
-from pipelines import checkpoint, tracking
+from pipelines import artifacts, checkpoint, tracking
 from pipelines.errors import UsageError
 from pipelines.launch import cache_dir, check_eval_data
 from pipelines.state import TrainState, ema_of
@@ -59,29 +60,57 @@ def load_run(uri: str, run_id: str, overrides: list[str] | None = None) -> Loade
     except (MlflowException, OSError):
         raise UnknownRun(f"run {run_id} has no {tracking.SPEC_ARTIFACT} artifact; it was not made by difflab") from None
     data = apply_overrides(yaml.safe_load(text), overrides or [], label)
+    _use_logged_tokenizer(client, run_id, data)
     resolved = validate(data, label)
     task = build_task(resolved.spec, cache_dir())
     check_eval_data(resolved.spec, task)
-    folder = run.data.tags.get(tracking.TAG_RUN_DIR, "")
-    found = None
-    if folder:
-        try:
-            found, skipped = checkpoint.newest_readable(Location(folder), ranks=False)
-        except checkpoint.CheckpointError as err:
-            raise UnknownRun(f"run {run_id}: {err}") from None
-        for line in skipped:
-            print(f"difflab: warning: skipping a broken checkpoint: {line}", file=sys.stderr)
-    if found is None:
-        raise UnknownRun(f"run {run_id} has no checkpoint under {folder or '<no run folder tag>'}")
+    location = _checkpoint_location(client, run)
     experiment = build_experiment(resolved.spec, cache_dir(), task)
     experiment.task.prepare()
-    shared, _ = checkpoint.load(found.location, rank=None)
+    shared, _ = checkpoint.load(location, rank=None)
     state = TrainState(experiment.model, ema=ema_of(experiment.model, resolved.spec.train.ema))
     state.load_weights(shared)
     model = state.eval_model()
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     model.to(device).eval()
     return LoadedRun(client, run_id, resolved, experiment, model, state.step, device)
+
+
+def _use_logged_tokenizer(client: MlflowClient, run_id: str, data: dict) -> None:
+    """Point the spec's tokenizer at the one the run logged, when it logged one: the data cache
+    that held it may be on another machine (the file is the same tokenizer, so caches keyed by
+    its fingerprint still apply)."""
+    task = data.get("task")
+    if not isinstance(task, dict) or not isinstance(task.get("tokenizer"), dict):
+        return
+    path = artifacts.tokenizer_file(client, run_id)
+    if path is not None:
+        eos = task["tokenizer"].get("eos")
+        task["tokenizer"] = {"file": str(path), **({"eos": eos} if eos else {})}
+
+
+def _checkpoint_location(client: MlflowClient, run: Run) -> Location:
+    """The newest readable checkpoint in the run folder, else the final checkpoint the run
+    logged to MLflow (downloaded). Raises UnknownRun when there is neither."""
+    run_id = run.info.run_id
+    folder = run.data.tags.get(tracking.TAG_RUN_DIR, "")
+    problem = "no run folder tag"
+    if folder:
+        try:
+            problem = f"none under {folder}" if Location(folder).exists() else f"{folder} is not reachable here"
+            found, skipped = checkpoint.newest_readable(Location(folder), ranks=False)
+        except (checkpoint.CheckpointError, OSError) as err:
+            found, skipped, problem = None, [], str(err)
+        for line in skipped:
+            print(f"difflab: warning: skipping a broken checkpoint: {line}", file=sys.stderr)
+        if found is not None:
+            return found.location
+    logged = artifacts.checkpoint_folder(client, run_id)
+    if logged is None:
+        raise UnknownRun(f"run {run_id} has no checkpoint ({problem}) and logged none to MLflow")
+    print(f"difflab: run {run_id}: no checkpoint in its run folder ({problem}); using the one it logged to MLflow "
+          f"({tracking.CHECKPOINT_ARTIFACT}/{logged.name})", file=sys.stderr)
+    return logged
 
 
 def eval_run(uri: str, run_id: str, overrides: list[str] | None = None) -> dict[str, float]:

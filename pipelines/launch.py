@@ -27,13 +27,8 @@ from components.tasks.base import Task
 from pipelines import checkpoint, tracking
 from pipelines.errors import RunFailed, UsageError
 from pipelines.locks import RunLock
-from pipelines.storage import Location
+from pipelines.storage import Location, cache_dir
 from pipelines.train import train_worker, worker_config
-
-
-def cache_dir() -> Path:
-    """Shared cache for generated/tokenized data: ``DIFFLAB_CACHE`` or ./.cache/difflab."""
-    return Path(os.environ.get("DIFFLAB_CACHE", ".cache/difflab")).resolve()
 
 
 def run_location(resolved: ResolvedSpec) -> Location:
@@ -65,14 +60,16 @@ def check_eval_data(spec: Spec, task: Task) -> None:
         raise UsageError(f"eval.data: {err}") from None
 
 
-def ensure_ray(address: str | None) -> None:
-    """Attach to ``address`` / RAY_ADDRESS, or start a local Ray instance (once per process)."""
+def ensure_ray(address: str | None, log_to_driver: bool = True) -> None:
+    """Attach to ``address`` / RAY_ADDRESS, or start a local Ray instance (once per process).
+    ``log_to_driver=False`` keeps the workers' output in Ray's log files (the sweep console
+    prints its own lines instead)."""
     if ray.is_initialized():
         return
     address = address or os.environ.get("RAY_ADDRESS")
     if address:
         try:
-            ray.init(address=address, logging_level=logging.WARNING)
+            ray.init(address=address, logging_level=logging.WARNING, log_to_driver=log_to_driver)
         except ray.exceptions.AuthenticationError:
             raise UsageError(
                 f"--address {address}: the Ray cluster there requires token authentication; set "
@@ -84,7 +81,7 @@ def ensure_ray(address: str | None) -> None:
                 "token authentication (Ray's default) also needs RAY_AUTH_MODE=token here"
             ) from None
     else:
-        ray.init(logging_level=logging.WARNING, object_store_memory=512 * 2**20)
+        ray.init(logging_level=logging.WARNING, object_store_memory=512 * 2**20, log_to_driver=log_to_driver)
 
 
 def make_trainer(

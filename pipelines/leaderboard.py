@@ -58,6 +58,17 @@ def fetch_runs(client: MlflowClient, experiment: str, sweep_run_id: str | None =
     return [r for r in runs if r.data.tags.get(TAG_KIND) != "sweep"]
 
 
+def newest_sweep(client: MlflowClient, experiment: str) -> str | None:
+    """The run id of the experiment's most recently started sweep (parent run), if any."""
+    found = client.get_experiment_by_name(experiment)
+    if found is None:
+        return None
+    parents = client.search_runs(
+        [found.experiment_id], filter_string=f"tags.`{TAG_KIND}` = 'sweep'", order_by=["attributes.start_time DESC"], max_results=1
+    )
+    return parents[0].info.run_id if parents else None
+
+
 def default_ranking(client: MlflowClient, sweep_run_id: str | None) -> tuple[str, str]:
     """(metric, mode): the sweep's own objective for a sweep, else validation ELBO (min)."""
     if sweep_run_id is not None:
@@ -65,6 +76,39 @@ def default_ranking(client: MlflowClient, sweep_run_id: str | None) -> tuple[str
         if "sweep.metric" in params:
             return params["sweep.metric"], params.get("sweep.mode", "max")
     return "eval/elbo", "min"
+
+
+def check_metric(runs: list[Run], metric: str, flag: str = "--metric") -> None:
+    """Raise LeaderboardError listing the logged metric names unless some run logged ``metric``."""
+    names = sorted({k for r in runs for k in r.data.metrics})
+    if runs and metric not in names:
+        shown = ", ".join(n for n in names if not n.startswith("best/"))
+        raise LeaderboardError(f"{flag} {metric!r}: no listed run logged it; logged metrics: {shown}")
+
+
+def group_seeds(frame: pl.DataFrame, metric: str, mode: str, best_seed: bool = False) -> pl.DataFrame:
+    """Runs that differ only in ``train.seed`` -> one row per configuration: the mean of
+    ``metric`` and of the key metrics, ``metric`` std (sample, n - 1) and n (runs that logged
+    it); ``best_seed`` adds the best run's seed, value and name. Frames without varying seeds
+    are returned unchanged."""
+    if frame.is_empty() or "train.seed" not in frame.columns:
+        return frame
+    keys = [c for c, t in frame.schema.items() if t == pl.Utf8 and c not in ("run", "status", "run_id", "train.seed")]
+    means = [m for m in (*KEY_METRICS, "duration_s") if m in frame.columns and m != metric]
+    ordered = frame.sort(metric, descending=mode == "max", nulls_last=True)
+    # A trial's run name without its number and seed ("trial 3 wd=0.1 seed=1" -> "wd=0.1").
+    label = pl.col("run").str.replace(r"^trial \d+ ?", "").str.replace(r" ?seed=\d+$", "")
+    aggs = [
+        pl.col("status").unique().sort().str.join("/").alias("status"),
+        pl.col(metric).mean().alias(metric),
+        pl.col(metric).std().alias(f"{metric} std"),
+        pl.col(metric).count().cast(pl.Int64).alias("n"),
+        *[pl.col(m).mean() for m in means],
+    ]
+    if best_seed:
+        aggs += [pl.col("train.seed").first().alias("best_seed"), pl.col(metric).first().alias(f"best {metric}"), pl.col("run").first().alias("best_run")]
+    grouped = ordered.with_columns(label.alias("config")).group_by(["config", *keys], maintain_order=True).agg(aggs)
+    return grouped.sort(metric, descending=mode == "max", nulls_last=True)
 
 
 def _status(run: Run) -> str:
@@ -134,22 +178,39 @@ def render(frame: pl.DataFrame, fmt: Format, title: str) -> str:
     return buffer.getvalue()
 
 
-def plot(client: MlflowClient, frame: pl.DataFrame, metric: str, path: Path, top: int = 8) -> Path:
-    """Curves over steps of ``metric`` and of the training loss for the ``top`` best runs."""
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
-    for row in frame.head(top).iter_rows(named=True):
-        for ax, key in zip(axes, (metric, "train/loss")):
-            history = sorted(client.get_metric_history(row["run_id"], key), key=lambda m: m.step)
+COMPARABLE = ("eval/elbo", "eval/ppl")  # the true NELBO bound: comparable across losses and weightings
+STYLES = ("-", "--", ":", "-.")
+MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
+
+
+def plot_metrics(metric: str) -> list[str]:
+    """Panels of a plot: the ranking metric, then validation ELBO unless it is the same kind of
+    number. Training losses are left out: differently weighted losses are not comparable."""
+    return [metric] if metric in COMPARABLE else [metric, COMPARABLE[0]]
+
+
+def plot(client: MlflowClient, runs: list[tuple[str, str]], metric: str, path: Path, top: int = 8) -> Path:
+    """Curves over steps of the comparable metrics for the first ``top`` (name, run id) pairs;
+    each run has its own colour, line style and marker (coinciding curves stay visible), and
+    the legend sits outside the axes."""
+    keys = plot_metrics(metric)
+    fig, axes = plt.subplots(1, len(keys), figsize=(6 * len(keys), 4.5), squeeze=False)
+    colours = plt.get_cmap("tab10").colors
+    for i, (name, run_id) in enumerate(runs[:top]):
+        style = {"color": colours[i % len(colours)], "linestyle": STYLES[i % len(STYLES)], "marker": MARKERS[i % len(MARKERS)]}
+        for ax, key in zip(axes[0], keys):
+            history = sorted(client.get_metric_history(run_id, key), key=lambda m: m.step)
             if history:
-                ax.plot([m.step for m in history], [m.value for m in history], marker="o" if len(history) < 20 else None, label=row["run"])
-    for ax, key in zip(axes, (metric, "train/loss")):
+                ax.plot([m.step for m in history], [m.value for m in history], label=name, markersize=5, alpha=0.85, **style)
+    for ax, key in zip(axes[0], keys):
         ax.set_xlabel("step")
         ax.set_ylabel(key)
         ax.set_title(key)
         ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=7)
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=120, bbox_inches="tight")
     plt.close(fig)
     return path

@@ -16,6 +16,11 @@ from pathlib import Path
 import pyarrow.fs as pafs
 
 
+def cache_dir() -> Path:
+    """Shared cache for generated/tokenized data: ``DIFFLAB_CACHE`` or ./.cache/difflab."""
+    return Path(os.environ.get("DIFFLAB_CACHE", ".cache/difflab")).resolve()
+
+
 @dataclass(frozen=True)
 class Location:
     """A folder in some filesystem: ``uri`` as the user wrote it (absolute for local paths)."""

@@ -7,25 +7,32 @@ into an existing run through :class:`RunLogger`.
 
 from __future__ import annotations
 
+import getpass
 import os
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import mlflow
 from mlflow.entities import Metric, Param, RunStatus, RunTag
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from components.spec import ResolvedSpec
 from pipelines.errors import UsageError
 from pipelines.locks import file_lock
 
+if TYPE_CHECKING:  # reading runs (leaderboard, runs, show) needs no spec models, hence no torch
+    from components.spec import ResolvedSpec
+
 TAG_HASH = "difflab.spec_hash"
-TAG_COMMIT = "difflab.git_commit"
+TAG_COMMIT = "difflab.git_commit"  # <sha> or <sha>-dirty
+TAG_GIT_COMMIT = "mlflow.source.git.commit"  # MLflow's standard tags, shown in its UI
+TAG_GIT_DIRTY = "difflab.git_dirty"  # "true" when the code had uncommitted changes
+TAG_USER = "mlflow.user"
 TAG_RUN_DIR = "difflab.run_dir"
 TAG_CHECKPOINT = "difflab.checkpoint"
 TAG_KIND = "difflab.kind"  # "run" | "sweep" | "trial"
@@ -33,6 +40,7 @@ TAG_ERROR = "difflab.error"
 TAG_RESUMED_FROM = "difflab.resumed_from_run"  # checkpoints of this MLflow run (missing from this store) continued here
 DATABASE_SCHEMES = ("postgresql", "mysql", "mssql")  # SQLAlchemy stores MLflow supports
 SPEC_ARTIFACT = "spec.yaml"
+CHECKPOINT_ARTIFACT = "checkpoint"  # the final checkpoint's shared state: checkpoint/step_N/state.pt
 PARAM_LIMIT = 6000
 
 
@@ -98,8 +106,9 @@ def check_driver(uri: str) -> None:
         raise TrackingError(f"tracking URI {shown} needs the database driver {err.name!r}, which is not installed; {hint}") from None
 
 
-def git_commit() -> str:
-    """The commit of the code being run (``<sha>-dirty`` with local changes), or ``unknown``."""
+def git_state() -> tuple[str, bool] | None:
+    """(commit, whether tracked files have uncommitted changes) of the code being run, or None
+    outside a git checkout."""
     here = Path(__file__).resolve().parent
     try:
         sha = subprocess.run(
@@ -110,15 +119,32 @@ def git_commit() -> str:
             cwd=here, capture_output=True, text=True, timeout=10,
         ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
-        return "unknown"
-    return f"{sha}-dirty" if dirty else sha
+        return None
+    return sha, bool(dirty)
+
+
+def source_tags() -> dict[str, str]:
+    """Who ran which code: difflab's commit tag, MLflow's standard commit and user tags, the dirty flag."""
+    state = git_state()
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):  # no login name and no passwd entry (some containers)
+        user = "unknown"
+    tags = {TAG_USER: user}
+    if state is None:
+        return tags | {TAG_COMMIT: "unknown"}
+    sha, dirty = state
+    return tags | {TAG_COMMIT: f"{sha}-dirty" if dirty else sha, TAG_GIT_COMMIT: sha, TAG_GIT_DIRTY: str(dirty).lower()}
 
 
 def flatten(data: dict[str, Any], prefix: str = "") -> dict[str, str]:
-    """Nested spec dict -> ``{"noise.p_uniform": "0.2", ...}`` (values as text, MLflow-sized)."""
+    """Nested spec dict -> ``{"noise.p_uniform": "0.2", ...}`` (values as text, MLflow-sized).
+    Unset (None) leaves are left out: the logged spec artifact holds them."""
     out: dict[str, str] = {}
     for key, value in data.items():
         name = f"{prefix}{key}"
+        if value is None:
+            continue
         if isinstance(value, dict) and value:
             out.update(flatten(value, f"{name}."))
         else:
@@ -160,7 +186,7 @@ def create_run(
     tags = {
         "mlflow.runName": spec.tracking.run_name or spec.name,
         TAG_HASH: resolved.hash,
-        TAG_COMMIT: git_commit(),
+        **source_tags(),
         TAG_RUN_DIR: run_uri,
         TAG_KIND: kind,
         **spec.tracking.tags,
@@ -183,7 +209,19 @@ def reopen_run(client: MlflowClient, run_id: str) -> None:
 
 
 def finish_run(client: MlflowClient, run_id: str, status: str, error: str | None = None) -> None:
-    """End a run: status FINISHED | FAILED | KILLED, with the error text as a tag if any."""
+    """End a run: status FINISHED | FAILED | KILLED, with the error text as a tag if any. A
+    finished run first logs its final checkpoint and tokenizer as artifacts (see
+    :mod:`pipelines.artifacts`); when that fails the run still finishes, and says so."""
+    if status == "FINISHED":
+        from pipelines.artifacts import log_final
+
+        try:
+            log_final(client, run_id)
+        except (MlflowException, OSError) as err:
+            print(
+                f"difflab: warning: run {run_id}: could not log the final checkpoint as an MLflow artifact "
+                f"({type(err).__name__}: {err}); eval and sample need the run folder", file=sys.stderr, flush=True,
+            )
     if error:
         client.set_tag(run_id, TAG_ERROR, error[-5000:])
     client.set_terminated(run_id, status=status)
@@ -222,7 +260,9 @@ class RunLogger:
 
 def use(uri: str) -> MlflowClient:
     """Point the fluent API and a client at ``uri``. A SQLite store is created or migrated under
-    a file lock beside it, so concurrent first runs on one fresh file do not race."""
+    a file lock beside it, so concurrent first runs on one fresh file do not race. MLflow's
+    download progress bars stay off: difflab prints what it fetched and why."""
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     mlflow.set_tracking_uri(uri)
     if not uri.startswith("sqlite:///"):
         return MlflowClient(uri)

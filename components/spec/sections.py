@@ -178,7 +178,8 @@ class SweepConfig(SpecModel):
     metric: str = Field(description="metric to rank trials by, e.g. eval/elbo or eval/easy/k5/puzzle_accuracy")
     mode: Literal["max", "min"]
     space: dict[str, SweepDimension] = Field(min_length=1, description="dotted spec path -> values")
-    samples: int = Field(1, ge=1, le=MAX_TRIALS, description="repeats of the grid (grid) or draws (other dimensions)")
+    samples: int = Field(1, ge=1, le=MAX_TRIALS, description="draws of the non-grid dimensions (a grid lists each trial once)")
+    seeds: int = Field(1, ge=1, le=MAX_TRIALS, description="runs of each configuration, with train.seed = train.seed + 0..seeds-1")
     scheduler: AshaConfig | FifoConfig = Field(default_factory=FifoConfig, discriminator="kind")
     search: Literal["random", "optuna"] = "random"
     max_concurrent: int | None = Field(None, ge=1, le=MAX_TRIALS, description="default: derived from resources and the cluster")
@@ -190,6 +191,8 @@ class SweepConfig(SpecModel):
             grids = [path for path, dim in self.space.items() if dim.kind == "grid"]
             if grids:
                 raise ValueError(f"search 'optuna' cannot take grid dimensions ({', '.join(grids)}); use choice")
+        if self.seeds > 1 and "train.seed" in self.space:
+            raise ValueError("seeds > 1 sets train.seed per run; remove train.seed from the space or set seeds: 1")
         return self
 
 

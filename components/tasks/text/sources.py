@@ -14,12 +14,14 @@ import glob
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Union
 
-import datasets
 from pydantic import Discriminator, Field, Tag
 
 from components.registry import SpecModel
+
+if TYPE_CHECKING:  # imported where documents are opened: reading a spec needs no datasets
+    import datasets
 
 Split = Literal["train", "validation"]
 SPLITS: tuple[Split, ...] = ("train", "validation")
@@ -186,6 +188,8 @@ def _select(data: datasets.Dataset | datasets.IterableDataset, column: str, name
 
 
 def _hub(source: HfSource, split: str) -> Documents:
+    import datasets
+
     name = f"hf:{source.hf}" + (f"/{source.config}" if source.config else "") + f"[{split}]"
     try:
         data = datasets.load_dataset(source.hf, source.config, split=split, streaming=source.streaming)
@@ -208,6 +212,8 @@ def _stream_length(data: datasets.IterableDataset, split: str) -> int | None:
 def file_documents(source: FileSource, pattern: str, datasets_cache: Path) -> Documents:
     """The documents of the files matching ``pattern``, read as ``source`` describes (format,
     text field); their Arrow conversion is cached under ``datasets_cache``."""
+    import datasets
+
     files = source.files(pattern)
     fmt = source.resolved_format()
     options = {"sample_by": source.sample_by} if fmt == "txt" else {}
