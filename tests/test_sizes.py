@@ -20,6 +20,8 @@ SMALL = {
     "dit": {"kind": "dit", "layers": 2, "heads": 2, "width": 32, "cond_dim": 16},
     "encoder": {"kind": "encoder", "layers": 2, "heads": 2, "width": 32, "ffn": 64},
     "causal": {"kind": "causal", "layers": 2, "heads": 2, "width": 32},
+    "hf": {"kind": "hf", "config": {"model_type": "bert", "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2,
+                                    "num_attention_heads": 2, "max_position_embeddings": 64}},
     "two_head": {"kind": "two_head", "trunk": {"kind": "dit", "layers": 1, "heads": 2, "width": 32, "cond_dim": 16}},
 }
 NEEDS = {"causal": {"loss": {"kind": "ar"}, "sampler": {"kind": "autoregressive"}},
