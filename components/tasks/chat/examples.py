@@ -21,9 +21,6 @@ Built in a temporary sibling folder and renamed into place, like the text task's
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -32,7 +29,7 @@ import numpy as np
 
 from components.tasks.chat.conversations import ChatDataError, Conversations, bad_rows_error, check_row
 from components.tasks.chat.template import ChatTokenizer, Message, encode_all, encode_message
-from components.tasks.text.cache import token_dtype
+from components.tasks.text.cache import build_once, token_dtype
 
 CHUNK_ROWS = 512  # source rows read and encoded at a time
 BadRows = Literal["error", "skip"]
@@ -97,24 +94,7 @@ def build_examples(
     """Build the split folder ``path`` unless it exists (True when built). Bad rows raise
     :class:`ChatDataError` listing their row numbers after the whole source is checked (nothing
     is kept), or are skipped and counted with ``bad_rows: skip``."""
-    path = Path(path)
-    if (path / "meta.json").is_file():
-        return False
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.parent / f".{path.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-    tmp.mkdir()
-    try:
-        meta = _write(tmp, conversations, tokenizer, seq_len=seq_len, bad_rows=bad_rows)
-        (tmp / "meta.json").write_text(json.dumps(meta, indent=1))
-        try:
-            os.rename(tmp, path)
-        except OSError:  # another process built the same split first: keep theirs
-            if not (path / "meta.json").is_file():
-                raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return True
-
+    return build_once(path, lambda tmp: _write(tmp, conversations, tokenizer, seq_len=seq_len, bad_rows=bad_rows))
 
 def _write(folder: Path, conversations: Conversations, tokenizer: ChatTokenizer, *, seq_len: int, bad_rows: BadRows) -> dict[str, Any]:
     dtype = token_dtype(tokenizer.vocab_size)

@@ -12,7 +12,6 @@ the whole window are measured the same way (docs/chat.md).
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal
@@ -45,8 +44,8 @@ from components.tasks.chat.metrics import answers, distinct_n, quantile, repeate
 from components.tasks.chat.template import ChatTokenizer
 from components.tasks.registry import TASKS
 from components.tasks.sharding import ShardedOrder
-from components.tasks.text.cache import cache_key
-from components.tasks.text.sources import LastDocuments, Split, ValidationFile, ValidationRule
+from components.tasks.text.cache import cache_key, file_stamp, source_key, tokenizer_cache_path
+from components.tasks.text.sources import LastDocuments, Split, ValidationRule
 from components.tasks.text.tokenizer import (
     FileTokenizer,
     HubTokenizer,
@@ -184,28 +183,13 @@ class ChatTask(Task):
     # ------------------------------------------------------------------ caches
 
     def _source_key(self) -> dict[str, Any]:
+        """What the conversations depend on; local files enter with their size and mtime."""
         config = self.config
-        parts: dict[str, Any] = {
-            "source": config.source.model_dump(mode="json"),
-            "validation": config.validation.model_dump(mode="json"),
-            "max_conversations": config.max_conversations,
-        }
-        if isinstance(config.source, ChatFileSource):
-            patterns = [config.source.path]
-            if isinstance(config.validation, ValidationFile):
-                patterns.append(config.validation.path)
-            files = [os.path.abspath(f) for p in patterns for f in config.source.files(p)]
-            parts["files"] = [[f, os.stat(f).st_size, os.stat(f).st_mtime_ns] for f in files]
-        return parts
+        limit = {"max_conversations": config.max_conversations}
+        return source_key(config.source, config.validation, limit, local=isinstance(config.source, ChatFileSource))
 
     def _tokenizer_path(self) -> Path | None:
-        config = self.config.tokenizer
-        folder = self.cache_dir / "tokenizers"
-        if isinstance(config, TrainedTokenizer):
-            return folder / f"bpe-{cache_key({**self._source_key(), 'bpe': config.train.model_dump(mode='json')})}.json"
-        if isinstance(config, HubTokenizer):
-            return folder / f"hub-{config.hf.replace('/', '--')}-{cache_key(config.model_dump(mode='json'))}.json"
-        return None
+        return tokenizer_cache_path(self.config.tokenizer, self.cache_dir / "tokenizers", self._source_key())
 
     def _split_path(self, split: str, source: dict[str, Any] | None = None) -> Path:
         key = cache_key(
@@ -297,8 +281,7 @@ class ChatTask(Task):
         """The validation examples, or those of the chat file ``data`` (built and cached once)."""
         if data is None:
             return self.split("validation")
-        stat = os.stat(data)
-        path = self._split_path("reference", {"file": [os.path.abspath(data), stat.st_size, stat.st_mtime_ns]})
+        path = self._split_path("reference", {"file": file_stamp(data)})
         build_examples(path, self._file_rows(data), self.tokenizer, seq_len=self.seq_len, bad_rows=self.config.bad_rows)
         return open_examples(path)
 

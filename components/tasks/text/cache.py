@@ -22,7 +22,7 @@ import os
 import shutil
 import uuid
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,8 +32,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from components.tasks.text.packing import Packing, Wrapper, pad
-from components.tasks.text.sources import Documents
-from components.tasks.text.tokenizer import TextTokenizer
+from components.tasks.text.sources import Documents, ValidationFile, ValidationRule
+from components.tasks.text.tokenizer import HubTokenizer, TextTokenizer, TokenizerConfig, TrainedTokenizer
 
 CACHE_VERSION = 1  # bump when the layout or the packing rules change
 CHUNK_DOCUMENTS = 256  # documents per process task
@@ -43,6 +43,64 @@ def cache_key(parts: dict[str, Any]) -> str:
     """20 hex digits of the sha256 of ``parts`` as canonical JSON."""
     canonical = json.dumps({"version": CACHE_VERSION, **parts}, sort_keys=True, default=str)
     return hashlib.sha256(canonical.encode()).hexdigest()[:20]
+
+
+def file_stamp(path: str | Path) -> list[Any]:
+    """``[absolute path, size in bytes, mtime in ns]``: a local file as it enters a cache key."""
+    stat = os.stat(path)
+    return [os.path.abspath(path), stat.st_size, stat.st_mtime_ns]
+
+
+def source_key(source: Any, validation: ValidationRule, limit: dict[str, int | None], *, local: bool) -> dict[str, Any]:
+    """What the documents (or conversations) of ``source`` depend on, for :func:`cache_key`: the
+    source and validation settings, ``limit`` (e.g. ``{"max_documents": N}``) and, for ``local``
+    files (``source.files(pattern)``), the :func:`file_stamp` of every file read."""
+    parts: dict[str, Any] = {
+        "source": source.model_dump(mode="json"),
+        "validation": validation.model_dump(mode="json"),
+        **limit,
+    }
+    if local:
+        patterns = [source.path]
+        if isinstance(validation, ValidationFile):
+            patterns.append(validation.path)
+        parts["files"] = [file_stamp(f) for p in patterns for f in source.files(p)]
+    return parts
+
+
+def tokenizer_cache_path(config: TokenizerConfig, folder: Path, source: dict[str, Any]) -> Path | None:
+    """Where a task keeps its tokenizer in ``folder``: a trained BPE keyed by its documents'
+    :func:`source_key` and settings, a hub tokenizer by its name and settings (so workers never
+    need the hub). None for a local file, which is read in place."""
+    if isinstance(config, TrainedTokenizer):
+        return folder / f"bpe-{cache_key({**source, 'bpe': config.train.model_dump(mode='json')})}.json"
+    if isinstance(config, HubTokenizer):
+        return folder / f"hub-{config.hf.replace('/', '--')}-{cache_key(config.model_dump(mode='json'))}.json"
+    return None
+
+
+def build_once(path: Path, write: Callable[[Path], dict[str, Any]]) -> bool:
+    """Build the cache folder ``path`` unless its ``meta.json`` exists: ``write(tmp)`` fills a
+    private temporary folder and returns the metadata, then the folder is renamed into place, so
+    concurrent builders never see a partial folder (the first rename wins, the others' copies go).
+    Returns True when this call built it, False on a cache hit."""
+    path = Path(path)
+    if (path / "meta.json").is_file():
+        return False
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.parent / f".{path.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    tmp.mkdir()
+    try:
+        meta = write(tmp)
+        (tmp / "meta.json").write_text(json.dumps(meta, indent=1))
+        try:
+            os.rename(tmp, path)
+        except OSError:  # another process finished the same folder first: keep theirs
+            if not (path / "meta.json").is_file():
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return True
 
 
 def token_dtype(vocab_size: int) -> np.dtype:
@@ -137,26 +195,9 @@ def build_split(
     """Tokenize and pack ``documents`` into the folder ``path`` unless it exists. Returns True when
     it was built, False on a cache hit. Shows a rich progress bar when ``progress`` and stdout is
     a terminal."""
-    path = Path(path)
-    if (path / "meta.json").is_file():
-        return False
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.parent / f".{path.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-    tmp.mkdir()
-    try:
-        meta = _write(
-            tmp, documents, tokenizer, seq_len=seq_len, packing=packing, num_proc=num_proc, progress=progress
-        )
-        (tmp / "meta.json").write_text(json.dumps(meta, indent=1))
-        try:
-            os.rename(tmp, path)
-        except OSError:  # another process finished the same split first: keep theirs
-            if not (path / "meta.json").is_file():
-                raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return True
-
+    return build_once(
+        path, lambda tmp: _write(tmp, documents, tokenizer, seq_len=seq_len, packing=packing, num_proc=num_proc, progress=progress)
+    )
 
 def _write(
     folder: Path,

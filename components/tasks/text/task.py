@@ -9,7 +9,6 @@ Samples are scored by a judge (an AR run of ours, see judge.py) when the section
 
 from __future__ import annotations
 
-import os
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,7 +25,16 @@ from components.registry import SpecModel
 from components.samplers.base import Sampler
 from components.tasks.base import EvalResult, Task
 from components.tasks.registry import TASKS
-from components.tasks.text.cache import CHUNK_DOCUMENTS, TokenArrays, build_split, cache_key, open_split
+from components.tasks.text.cache import (
+    CHUNK_DOCUMENTS,
+    TokenArrays,
+    build_split,
+    cache_key,
+    file_stamp,
+    open_split,
+    source_key,
+    tokenizer_cache_path,
+)
 from components.tasks.text.evaluation import correction_metrics, generate_samples
 from components.tasks.text.judge import Judge, JudgeConfig, JudgeError, check_judge, load_judge
 from components.tasks.text.packing import Packing
@@ -37,7 +45,6 @@ from components.tasks.text.sources import (
     LastDocuments,
     Source,
     Split,
-    ValidationFile,
     ValidationRule,
     file_documents,
     rule_mismatch,
@@ -46,7 +53,6 @@ from components.tasks.text.sources import (
 from components.tasks.text.stream import TextStream, rows_to_batch
 from components.tasks.text.tokenizer import (
     EOS,
-    HubTokenizer,
     TextTokenizer,
     TokenizerConfig,
     TokenizerError,
@@ -148,32 +154,12 @@ class TextTask(Task):
     def _document_key(self) -> dict[str, Any]:
         """What the documents depend on; local files enter with their size and mtime."""
         config = self.config
-        parts: dict[str, Any] = {
-            "source": config.source.model_dump(mode="json"),
-            "validation": config.validation.model_dump(mode="json"),
-            "max_documents": config.max_documents,
-        }
-        if isinstance(config.source, FileSource):
-            patterns = [config.source.path]
-            if isinstance(config.validation, ValidationFile):
-                patterns.append(config.validation.path)
-            files = [os.path.abspath(f) for p in patterns for f in config.source.files(p)]
-            parts["files"] = [[f, os.stat(f).st_size, os.stat(f).st_mtime_ns] for f in files]
-        return parts
+        limit = {"max_documents": config.max_documents}
+        return source_key(config.source, config.validation, limit, local=isinstance(config.source, FileSource))
 
     def _tokenizer_path(self) -> Path | None:
-        """Where prepare() stores the tokenizer: trained BPEs (keyed by their documents and
-        settings) and hub tokenizers (so workers never need the hub). None for a local file,
-        which is read in place."""
-        config = self.config.tokenizer
-        folder = self.cache_dir / "tokenizers"
-        if isinstance(config, TrainedTokenizer):
-            key = cache_key({**self._document_key(), "bpe": config.train.model_dump(mode="json")})
-            return folder / f"bpe-{key}.json"
-        if isinstance(config, HubTokenizer):
-            key = cache_key(config.model_dump(mode="json"))
-            return folder / f"hub-{config.hf.replace('/', '--')}-{key}.json"
-        return None
+        """Where prepare() stores the tokenizer (see :func:`tokenizer_cache_path`)."""
+        return tokenizer_cache_path(self.config.tokenizer, self.cache_dir / "tokenizers", self._document_key())
 
     def _split_path(self, split: Split) -> Path:
         key = cache_key(
@@ -275,10 +261,9 @@ class TextTask(Task):
             arrays = self.split("validation")
         else:
             documents = file_documents(FileSource(path=str(data)), str(data), self.cache_dir / "datasets")
-            stat = os.stat(data)
             key = cache_key(
                 {
-                    "file": [os.path.abspath(data), stat.st_size, stat.st_mtime_ns],
+                    "file": file_stamp(data),
                     "tokenizer": self.tokenizer.fingerprint,
                     "seq_len": self.config.seq_len,
                     "packing": self.config.packing,
