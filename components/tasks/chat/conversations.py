@@ -17,14 +17,16 @@ import glob
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Union
 
-import datasets
 from pydantic import Discriminator, Field, Tag
 
 from components.registry import SpecModel
 from components.tasks.chat.template import ROLES, Message
 from components.tasks.text.sources import LastDocuments, NamedSplit, Split, ValidationFile, tag_by_keys
+
+if TYPE_CHECKING:  # imported where conversations are opened: reading a spec needs no datasets
+    import datasets
 
 BUILDERS = {"jsonl": "json", "parquet": "parquet"}
 SUFFIXES = {".jsonl": "jsonl", ".json": "jsonl", ".parquet": "parquet"}
@@ -165,6 +167,8 @@ def _select(data: Any, column: str, name: str) -> Any:
 
 
 def _hub(source: ChatHubSource, split: str) -> Conversations:
+    import datasets
+
     name = f"hf:{source.hf}" + (f"/{source.config}" if source.config else "") + f"[{split}]"
     try:
         data = datasets.load_dataset(source.hf, source.config, split=split, streaming=source.streaming)
@@ -180,6 +184,8 @@ def _hub(source: ChatHubSource, split: str) -> Conversations:
 def file_conversations(source: ChatFileSource, pattern: str, cache: Path) -> Conversations:
     """The rows of the files matching ``pattern``, read as ``source`` says; their Arrow conversion
     is cached under ``cache``."""
+    import datasets
+
     files = source.files(pattern)
     fmt = source.resolved_format()
     try:
