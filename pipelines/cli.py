@@ -247,15 +247,24 @@ def _command(args: argparse.Namespace) -> int:
         print(f"{result.trials} trials, {result.errors} failed; parent run {result.parent_run_id} in {result.uri}")
         return 0
 
-    if args.command == "sample" and (args.export is None) == (args.run_id is None):
-        raise UsageError("sample: give a RUN (id, unique id prefix or run name) or --from OUT_DIR, one of them")
-    if args.command == "sample" and args.export is not None:
+    if args.command == "sample":
         from components.spec.sections import MAX_SAMPLES
-        from pipelines.export import sample_export
 
+        if (args.export is None) == (args.run_id is None):
+            raise UsageError("sample: give a RUN (id, unique id prefix or run name) or --from OUT_DIR, one of them")
         _in_range(args.n, "-n", MAX_SAMPLES)
         _in_range(args.steps, "--steps")
-        for i, text in enumerate(sample_export(args.export, args.n, args.steps, args.sampler)):
+        if args.export is not None:
+            from pipelines.export import sample_export
+
+            texts = sample_export(args.export, args.n, args.steps, args.sampler)
+        else:
+            from pipelines.evaluate import sample_run
+
+            uri = tracking.resolve_uri(args.uri)
+            tracking.check_reachable(uri)
+            texts = sample_run(uri, _run_id(uri, args.run_id), args.n, args.steps, args.sampler)
+        for i, text in enumerate(texts):
             print(f"--- sample {i}\n{text}")
         return 0
 
@@ -275,16 +284,6 @@ def _command(args: argparse.Namespace) -> int:
         metrics = eval_run(uri, _run_id(uri, args.run_id), args.overrides)
         for key in sorted(metrics):
             print(f"{key}: {metrics[key]:.6g}")
-        return 0
-
-    if args.command == "sample":
-        from components.spec.sections import MAX_SAMPLES
-        from pipelines.evaluate import sample_run
-
-        _in_range(args.n, "-n", MAX_SAMPLES)
-        _in_range(args.steps, "--steps")
-        for i, text in enumerate(sample_run(uri, _run_id(uri, args.run_id), args.n, args.steps, args.sampler)):
-            print(f"--- sample {i}\n{text}")
         return 0
 
     from pipelines import leaderboard
