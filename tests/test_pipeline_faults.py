@@ -161,7 +161,9 @@ def test_max_nonfinite_steps_skips_them_and_counts_them(workdir: Path, monkeypat
     assert len(failed) == 1 and "more than train.max_nonfinite_steps=1" in failed[0].data.tags[TAG_ERROR]
 
 
-@pytest.mark.parametrize("workers", [0, 2])
+# The 2-worker case (about 45 s on 2 cores) runs under -m slow; the rank files it reads are
+# also read back by every 2-worker resume in tests/test_training_matrix.py.
+@pytest.mark.parametrize("workers", [0, pytest.param(2, marks=pytest.mark.slow)])
 def test_a_broken_latest_checkpoint_falls_back_to_the_previous_one(workdir: Path, capsys, workers: int) -> None:
     spec = tiny_spec(train={"steps": 8, "checkpoint_every": 4}, eval={"every": 8}, resources={"workers": workers})
     path = write_spec(workdir, spec)

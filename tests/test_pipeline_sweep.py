@@ -26,6 +26,7 @@ def _write_puzzle_file(spec_path: Path, out: Path) -> Path:
     return out
 
 
+@pytest.mark.slow  # about 70 s on 2 cores; tests/test_sweep_resume.py runs a real sweep by default
 @pytest.mark.usefixtures("ray_cluster")
 def test_asha_sweep_records_parent_children_and_a_failed_trial(workdir: Path, capsys: pytest.CaptureFixture) -> None:
     base = write_spec(workdir, tiny_spec())

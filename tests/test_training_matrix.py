@@ -150,8 +150,16 @@ def _check(workdir: Path, spec: dict, address: list[str], compare: bool = True) 
     _assert_same_weights(_final_state(_run_dir(workdir, path)), _final_state(_run_dir(workdir, reference, "reference")), ema)
 
 
-@pytest.mark.parametrize(("workers", "accum", "precision", "ema"), CONFIGS,
-                         ids=[f"w{w}-acc{a}-{p}-ema_{'on' if e else 'off'}" for w, a, p, e in CONFIGS])
+def _param(workers: int, accum: int, precision: str, ema: bool):
+    """The default suite runs every local configuration and the 2-worker one with every feature
+    on (accumulation, bf16, EMA); the other three 2-worker configurations cost about 40 s each on
+    2 cores and run under ``-m slow`` (``make test-all``)."""
+    slow = workers and not (accum == 2 and precision == "bf16" and ema)
+    return pytest.param(workers, accum, precision, ema, id=f"w{workers}-acc{accum}-{precision}-ema_{'on' if ema else 'off'}",
+                        marks=[pytest.mark.slow] if slow else [])
+
+
+@pytest.mark.parametrize(("workers", "accum", "precision", "ema"), [_param(*c) for c in CONFIGS])
 def test_killed_run_resumes_to_the_uninterrupted_weights(
     workdir: Path, ray_head: str, workers: int, accum: int, precision: str, ema: bool
 ) -> None:
