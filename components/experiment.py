@@ -50,7 +50,9 @@ def build_experiment(spec: Spec, cache_dir: Path, task: Task | None = None) -> E
     task = task or build_task(spec, cache_dir)
     process = noise.build(spec.noise, vocab_size=task.vocab_size, mask_id=task.mask_id)
     torch.manual_seed(spec.train.seed)
-    model = backbones.build(spec.backbone, vocab_size=task.vocab_size, seq_len=task.seq_len)
+    model = backbones.build(
+        spec.backbone, vocab_size=task.vocab_size, seq_len=task.seq_len, structure=task.structure()
+    )
     return Experiment(
         spec=spec,
         task=task,

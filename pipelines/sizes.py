@@ -16,6 +16,7 @@ from torch.overrides import TorchFunctionMode
 from components import backbones
 from components.experiment import build_task
 from components.spec.model import Spec
+from components.structure import Structure
 from pipelines.storage import cache_dir
 
 
@@ -32,15 +33,16 @@ class _ShapesOnly(TorchFunctionMode):
         return func(*args, **kwargs)
 
 
-def offline_vocab(spec: Spec) -> tuple[int, int] | None:
-    """(vocabulary size, sequence length) when known without loading a tokenizer, else None."""
+def offline_vocab(spec: Spec) -> tuple[int, int, Structure] | None:
+    """(vocabulary size, sequence length, the task's structure) when known without loading a
+    tokenizer, else None."""
     task = spec.task
     tokenizer = getattr(task, "tokenizer", None)
     if tokenizer is not None:
         trained = getattr(tokenizer, "train", None)
-        return (trained.vocab_size, task.seq_len) if trained is not None else None
+        return (trained.vocab_size, task.seq_len, Structure.sequence(task.seq_len)) if trained is not None else None
     built = build_task(spec, cache_dir())
-    return built.vocab_size, built.seq_len
+    return built.vocab_size, built.seq_len, built.structure()
 
 
 def dims(config: Any) -> tuple[int, int, int] | None:
@@ -54,10 +56,11 @@ def dims(config: Any) -> tuple[int, int, int] | None:
     return dims(inner) if inner is not None else None
 
 
-def parameter_counts(spec: Spec, vocab_size: int, seq_len: int) -> tuple[int, int]:
-    """(all parameters, parameters without token/position embeddings) of the spec's backbone."""
+def parameter_counts(spec: Spec, vocab_size: int, seq_len: int, structure: Structure | None = None) -> tuple[int, int]:
+    """(all parameters, parameters without token/position embeddings) of the spec's backbone;
+    ``structure`` is the task's (needed by structured positions or attention)."""
     with torch.device("meta"), _ShapesOnly():
-        model = backbones.build(spec.backbone, vocab_size=vocab_size, seq_len=seq_len)
+        model = backbones.build(spec.backbone, vocab_size=vocab_size, seq_len=seq_len, structure=structure)
     return model.num_parameters(exclude_embeddings=False), model.num_parameters()
 
 

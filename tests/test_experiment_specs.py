@@ -20,6 +20,7 @@ import yaml
 from components import backbones
 from components.experiment import build_task, check_buildable
 from components.spec import load_spec, trial_spec
+from components.structure import Structure
 from components.tasks.chat.task import ChatTask
 from components.tasks.text.task import TextTask
 
@@ -56,6 +57,9 @@ class _StandInTask:
         self.seq_len = seq_len
         self.stop_ids = (0,)
 
+    def structure(self) -> Structure:
+        return Structure.sequence(self.seq_len)
+
 
 @pytest.fixture(scope="module")
 def cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
@@ -82,8 +86,9 @@ def _build(spec, cache: Path) -> None:  # noqa: ANN001 - Spec
     check_buildable(spec, task)
     if getattr(spec.backbone, "pretrained", None):
         return
+    structure = task.structure()
     with torch.device("meta"):
-        model = backbones.build(spec.backbone, vocab_size=task.vocab_size, seq_len=task.seq_len)
+        model = backbones.build(spec.backbone, vocab_size=task.vocab_size, seq_len=task.seq_len, structure=structure)
     assert sum(p.numel() for p in model.parameters()) > 0
 
 

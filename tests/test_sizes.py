@@ -11,6 +11,7 @@ import torch
 
 from components import backbones
 from components.spec import validate
+from components.tasks.sudoku.task import SudokuTask
 from pipelines.cli import main
 from pipelines.sizes import parameter_counts
 from specs import tiny_spec, write_spec
@@ -65,3 +66,15 @@ def test_readme_preset_table_matches_the_presets() -> None:
         causal = validate(tiny_spec(backbone={"kind": "causal", "size": size}, **NEEDS["causal"])).spec
         assert dit.backbone.dims() == (int(layers), int(heads), int(width))
         assert [*parameter_counts(dit, 50258, 1024), *parameter_counts(causal, 50258, 1024)] == numbers
+
+
+def test_validate_counts_structured_backbones_with_the_tasks_structure(workdir: Path, capsys: pytest.CaptureFixture) -> None:
+    """Row/column/box position tables depend on the task's structure, so validate builds with it."""
+    backbone = {**SMALL["encoder"], "positions": "structured", "attention": "structured"}
+    spec = tiny_spec(backbone=backbone)
+    assert main(["validate", str(write_spec(workdir, spec))]) == 0
+    line = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("# model:"))
+    task = SudokuTask(validate(spec).spec.task, cache_dir=workdir)
+    built = backbones.build(validate(spec).spec.backbone, vocab_size=5, seq_len=16, structure=task.structure())
+    total, body = _real_counts(built)
+    assert line.endswith(f"{total:,} parameters ({body:,} without embeddings) at vocabulary 5")

@@ -1,4 +1,5 @@
 """DiT denoiser (MDLM / GIDD style): adaLN-zero time conditioning, RoPE, SDPA, bias-free LayerNorm.
+Optionally reads the task's structure (structured.py): per-axis positions, restricted attention.
 
 Sizes (the MDLM / GIDD presets; cond_dim 128, MLP ratio 4, GELU-tanh, head dim 64):
 tiny 512 width / 8 layers / 8 heads, small 768 / 12 / 12, base 1024 / 24 / 16.
@@ -16,8 +17,10 @@ from torch import nn
 from components.backbones.attention import RotarySelfAttention
 from components.backbones.base import Backbone
 from components.backbones.registry import BACKBONES
+from components.backbones.structured import AxisEmbedding, StructureOptions, checked_structure
 from components.backbones.time_embedding import TimestepEmbedding
 from components.registry import SpecModel
+from components.structure import Structure
 
 PRESETS: dict[str, dict[str, int]] = {
     "tiny": {"width": 512, "layers": 8, "heads": 8},
@@ -59,9 +62,10 @@ class TransformerSizeConfig(SpecModel):
         return self
 
 
-class DiTConfig(TransformerSizeConfig):
+class DiTConfig(TransformerSizeConfig, StructureOptions):
     """``backbone: {kind: dit, ...}``: the sizes of :class:`TransformerSizeConfig` plus the
-    time and fixed-position conditioning."""
+    time and fixed-position conditioning and the structure options (``positions: structured``
+    adds per-axis position embeddings to the tokens; RoPE stays)."""
 
     kind: Literal["dit"] = "dit"
     cond_dim: int = Field(128, ge=1, le=4096, description="time-conditioning width")
@@ -128,9 +132,12 @@ class DiTBlock(PreNormBlock):
         nn.init.zeros_(self.adaln.weight)
         nn.init.zeros_(self.adaln.bias)
 
-    def forward(self, x: torch.Tensor, c: torch.Tensor, valid: torch.Tensor | None) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, c: torch.Tensor, valid: torch.Tensor | None, allowed: torch.Tensor | None = None
+    ) -> torch.Tensor:
         shift_a, scale_a, gate_a, shift_m, scale_m, gate_m = self.adaln(c).chunk(6, dim=-1)
-        x = x + gate_a[:, None, :] * self.drop(self.attn(modulate(self.norm1(x), shift_a, scale_a), valid))
+        h = modulate(self.norm1(x), shift_a, scale_a)
+        x = x + gate_a[:, None, :] * self.drop(self.attn(h, valid, allowed=allowed))
         return x + gate_m[:, None, :] * self.drop(self.mlp(modulate(self.norm2(x), shift_m, scale_m)))
 
 
@@ -158,16 +165,26 @@ class DiT(Backbone):
     fixed: Bool[B, L] | None, valid: Bool[B, L] | None) -> Float32[B, L, vocab_size].
 
     The vocabulary is padded to a multiple of 128 inside (embedding and head); the returned
-    logits cover exactly ``vocab_size`` entries. L may be anything up to ``seq_len``."""
+    logits cover exactly ``vocab_size`` entries. L may be anything up to ``seq_len``.
+    ``structure``: the task's, read when ``positions`` or ``attention`` is structured."""
 
-    def __init__(self, config: DiTConfig, *, vocab_size: int, seq_len: int):
+    def __init__(self, config: DiTConfig, *, vocab_size: int, seq_len: int, structure: Structure | None = None):
         super().__init__()
         self.config = config
         self.layers, self.heads, self.width = config.dims()
         self.vocab_size = vocab_size
         self.seq_len = seq_len
         self.padded_vocab = padded_vocab(vocab_size)
+        structure = checked_structure(config, structure, seq_len)
         self.tok_emb = nn.Embedding(self.padded_vocab, self.width)
+        if config.positions == "structured":
+            self.pos_emb = AxisEmbedding(structure.axis_sizes, self.width)
+            self.register_buffer("positions", structure.positions[:seq_len].clone(), persistent=False)
+        else:
+            self.pos_emb = None
+            self.register_buffer("positions", None, persistent=False)
+        allowed = structure.attention.clone() if config.attention == "structured" else None
+        self.register_buffer("allowed", allowed, persistent=False)
         self.fixed_emb = nn.Embedding(2, self.width) if config.fixed_embedding else None
         self.time_emb = TimestepEmbedding(config.cond_dim)
         self.blocks = nn.ModuleList(
@@ -175,7 +192,8 @@ class DiT(Backbone):
             for _ in range(self.layers)
         )
         self.final = FinalLayer(self.width, config.cond_dim, self.padded_vocab)
-        for emb in (self.tok_emb, self.fixed_emb):
+        embeddings = [self.tok_emb, self.fixed_emb, *([] if self.pos_emb is None else self.pos_emb.axes)]
+        for emb in embeddings:
             if emb is not None:
                 nn.init.normal_(emb.weight, std=0.02)
 
@@ -187,13 +205,15 @@ class DiT(Backbone):
         valid: torch.Tensor | None = None,
     ) -> torch.Tensor:
         x = self.tok_emb(zt)
+        if self.pos_emb is not None:
+            x = x + self.pos_emb(self.positions[: zt.shape[1]])
         if self.fixed_emb is not None:
             x = x + self.fixed_emb(torch.zeros_like(zt) if fixed is None else fixed.long())
         if not self.config.time_conditioning:
             t = torch.zeros_like(t)
         c = F.silu(self.time_emb(t))
         for block in self.blocks:
-            x = block(x, c, valid)
+            x = block(x, c, valid, self.allowed)
         return self.final(x, c)[..., : self.vocab_size].float()
 
     def flops_per_token(self, seq_len: int) -> float:

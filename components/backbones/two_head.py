@@ -26,6 +26,7 @@ from components.backbones.dit import DiTConfig
 from components.backbones.encoder import EncoderConfig
 from components.backbones.registry import BACKBONES
 from components.registry import SpecModel
+from components.structure import Structure
 
 
 class TwoHeadOutput(NamedTuple):
@@ -61,11 +62,11 @@ class TwoHead(Backbone):
     """forward(zt: Long[B, L], t: Float[B], fixed: Bool[B, L] | None, valid: Bool[B, L] | None)
     -> :class:`TwoHeadOutput`; see the module docstring."""
 
-    def __init__(self, config: TwoHeadConfig, *, vocab_size: int, seq_len: int):
+    def __init__(self, config: TwoHeadConfig, *, vocab_size: int, seq_len: int, structure: Structure | None = None):
         super().__init__()
         self.config = config
         self.vocab_size = vocab_size
-        self.trunk = BACKBONES.build(config.trunk, vocab_size=vocab_size + 1, seq_len=seq_len)
+        self.trunk = BACKBONES.build(config.trunk, vocab_size=vocab_size + 1, seq_len=seq_len, structure=structure)
 
     def forward(
         self,

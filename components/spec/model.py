@@ -70,6 +70,12 @@ class Spec(SpecModel):
             problems.append(
                 f"backbone kind {self.backbone.kind!r} needs loss kind {' or '.join(allowed)}, got {self.loss.kind!r}"
             )
+        trunk = getattr(self.backbone, "trunk", self.backbone)
+        if getattr(trunk, "attention", "full") == "structured" and not getattr(self.task, "supplies_attention", False):
+            problems.append(
+                f"backbone attention 'structured' needs a task that supplies an attention structure (sudoku); "
+                f"task kind {self.task.kind!r} supplies positions only (allowed: attention: full)"
+            )
         workers = max(1, self.resources.workers)
         if self.train.batch_size % workers:
             problems.append(

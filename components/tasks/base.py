@@ -17,6 +17,7 @@ import torch
 from components.batch import Batch
 from components.noise.base import NoiseProcess
 from components.samplers.base import Sampler
+from components.structure import Structure
 
 
 class DataStream(ABC, Iterator[Batch]):
@@ -66,6 +67,13 @@ class Task(ABC):
     def prepare(self) -> None:
         """Build caches (generated puzzles, tokenized shards, trained tokenizers). Called once in
         the driver before any worker starts; workers then only read. Idempotent."""
+
+    def structure(self) -> Structure:
+        """Position ids and allowed attention pairs for backbones with structured options; the
+        default is the plain sequence position and full attention. A task that supplies an
+        attention structure says so in its config (``supplies_attention``), so specs are checked
+        before anything is built."""
+        return Structure.sequence(self.seq_len)
 
     def check_data(self, path: Path) -> None:
         """Raise ValueError naming ``path`` and the problem unless it is an external evaluation

@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import torch
@@ -21,11 +21,13 @@ from components.batch import Batch
 from components.noise.base import NoiseProcess
 from components.registry import SpecModel
 from components.samplers.base import Sampler
+from components.structure import Structure
 from components.tasks.base import DataStream, EvalResult, Task
 from components.tasks.registry import TASKS
 from components.tasks.sudoku.dataset import SetKey, default_workers, load_set, prepare_set
 from components.tasks.sudoku.files import load_puzzle_file
 from components.tasks.sudoku.generator import Tier
+from components.tasks.sudoku.grid import geometry
 from components.tasks.sudoku.metrics import (
     solved,
     summarize,
@@ -76,6 +78,9 @@ class SudokuConfig(SpecModel):
     )
     workers: int | None = Field(None, ge=1, le=1024, description="generation processes; default all cores")
     examples: int = Field(4, ge=0, le=100, description="rendered examples per eval set and sampler")
+
+    # structure() supplies peer attention, so backbones may set ``attention: structured``.
+    supplies_attention: ClassVar[bool] = True
 
     def metric_names(self, samplers: list[str], external_data: bool) -> list[str]:
         """Names of the metrics :meth:`SudokuTask.evaluate` reports (without ``eval/``) for these
@@ -148,6 +153,18 @@ class SudokuTask(Task):
         if data is None:
             return self._evals
         return {**self._evals, FILE_SET: self._file(Path(data), self.config.eval_puzzles)}
+
+    def structure(self) -> Structure:
+        """Each cell's (row, column, box) ids (three axes of n ids) and peer attention: a cell
+        attends to the cells sharing a row, column or box with it (20 on 9x9, 7 on 4x4) and to
+        itself."""
+        geo = geometry(self.size)
+        units = torch.tensor(geo.cell_units)
+        positions = units - torch.tensor([0, self.size, 2 * self.size])
+        attention = torch.eye(geo.cells, dtype=torch.bool)
+        for cell, peers in enumerate(geo.peers):
+            attention[cell, list(peers)] = True
+        return Structure(positions, (self.size,) * 3, attention)
 
     def check_data(self, path: Path) -> None:
         """Load and check every used row of the puzzle file (see files.py); raises PuzzleFileError."""
