@@ -75,6 +75,43 @@ def test_cross_section_rules_name_both_sections(tmp_path: Path) -> None:
     assert "nccl" in _problems(write_spec(tmp_path, spec))["resources"]
 
 
+CAUSAL = {"kind": "causal", "layers": 1, "heads": 2, "width": 16}
+
+
+@pytest.mark.parametrize(
+    ("sections", "message"),
+    [
+        ({"loss": {"kind": "ar"}}, "loss kind 'ar' needs backbone kind causal, got 'dit'"),
+        ({"sampler": {"kind": "autoregressive"}}, "sampler kind 'autoregressive' needs backbone kind causal, got 'dit'"),
+        ({"eval": {"samplers": {"ar": {"kind": "autoregressive"}}}}, "eval.samplers.ar kind 'autoregressive' needs backbone kind causal"),
+        ({"loss": {"kind": "mixture", "terms": {"ar": {"weight": 0.3, "loss": {"kind": "ar"}}, "m": {"weight": 0.7, "loss": {"kind": "mdlm"}}}}},
+         "loss kind 'mixture' needs backbone kind causal, got 'dit'"),
+    ],
+)
+def test_causal_losses_and_samplers_need_the_causal_backbone(sections: dict, message: str) -> None:
+    with pytest.raises(SpecError) as caught:
+        validate(tiny_spec(**sections))
+    assert message in caught.value.render()
+    assert validate(tiny_spec(backbone=CAUSAL, **sections)).spec.backbone.kind == "causal"
+
+
+def test_mixture_terms_with_no_backbone_in_common_are_rejected() -> None:
+    loss = {"kind": "mixture", "terms": {"ar": {"weight": 1.0, "loss": {"kind": "ar"}}, "th": {"weight": 1.0, "loss": {"kind": "two_head"}}}}
+    with pytest.raises(SpecError, match="backbone kinds with nothing in common"):
+        validate(tiny_spec(noise={"kind": "uniform"}, loss=loss, backbone=CAUSAL))
+
+
+def test_cli_validate_rejects_ar_on_the_dit(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from pipelines.cli import main
+
+    path = write_spec(tmp_path, tiny_spec(loss={"kind": "ar"}, sampler={"kind": "autoregressive"}))
+    assert main(["validate", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    assert "loss kind 'ar' needs backbone kind causal, got 'dit'" in err
+    assert "sampler kind 'autoregressive' needs backbone kind causal" in err
+
+
 def test_extends_merges_and_replaces_on_kind_change(tmp_path: Path) -> None:
     (tmp_path / "base").mkdir()
     write_spec(tmp_path / "base", TINY_SPEC, "tiny.yaml")

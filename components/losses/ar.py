@@ -13,7 +13,7 @@ run scores exactly the tokens a diffusion run scores.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Literal
 
 import torch
 from torch import nn
@@ -31,6 +31,7 @@ class ArLossConfig(SpecModel):
     """``loss: {kind: ar}`` (with ``backbone: {kind: causal}``)."""
 
     kind: Literal["ar"] = "ar"
+    requires_backbone: ClassVar[tuple[str, ...]] = ("causal",)
 
 
 @LOSSES.register(ArLossConfig)

@@ -64,21 +64,33 @@ class MixtureLossConfig(SpecModel):
     def _consistent(self) -> "MixtureLossConfig":
         if self.elbo is not None and self.elbo not in self.terms:
             raise ValueError(f"elbo names no term: {self.elbo!r}; terms are {', '.join(self.terms)}")
-        if self.requires_noise == ():
-            needs = {name: getattr(term.loss, "requires_noise", None) for name, term in self.terms.items()}
-            raise ValueError(f"the terms need noise kinds with nothing in common: {needs}")
+        for family in ("noise", "backbone"):
+            if self._common(f"requires_{family}") == ():
+                needs = {name: getattr(term.loss, f"requires_{family}", None) for name, term in self.terms.items()}
+                raise ValueError(f"the terms need {family} kinds with nothing in common: {needs}")
         return self
+
+    def _common(self, attribute: str) -> tuple[str, ...] | None:
+        """The kinds every term's ``attribute`` (requires_noise, requires_backbone) allows; None if
+        no term restricts them."""
+        allowed: tuple[str, ...] | None = None
+        for term in self.terms.values():
+            kinds = getattr(term.loss, attribute, None)
+            if kinds:
+                allowed = tuple(kinds) if allowed is None else tuple(k for k in allowed if k in kinds)
+        return allowed
 
     @property
     def requires_noise(self) -> tuple[str, ...] | None:
         """Noise kinds every term accepts (read by the spec's cross-section check); None if no term
         restricts the noise."""
-        allowed: tuple[str, ...] | None = None
-        for term in self.terms.values():
-            kinds = getattr(term.loss, "requires_noise", None)
-            if kinds:
-                allowed = tuple(kinds) if allowed is None else tuple(k for k in allowed if k in kinds)
-        return allowed
+        return self._common("requires_noise")
+
+    @property
+    def requires_backbone(self) -> tuple[str, ...] | None:
+        """Backbone kinds every term accepts (read by the spec's cross-section check); None if no
+        term restricts the backbone."""
+        return self._common("requires_backbone")
 
     @property
     def elbo_term(self) -> str:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Literal
 
 import torch
 from pydantic import Field
@@ -18,6 +18,7 @@ from components.samplers.registry import SAMPLERS
 
 class AutoregressiveConfig(SpecModel):
     kind: Literal["autoregressive"] = "autoregressive"
+    requires_backbone: ClassVar[tuple[str, ...]] = ("causal",)
     temperature: float = Field(1.0, gt=0.0, le=100.0, description="divides the logits")
 
 
