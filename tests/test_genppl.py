@@ -168,7 +168,8 @@ def test_judge_errors(tmp_path, monkeypatch) -> None:
     good_path, _ = write_judge_run(tmp_path, AR_SPEC)
     with pytest.raises(JudgeError, match="seq_len"):
         load_judge(JudgeConfig(spec=good_path, context=SEQ_LEN + 1), tmp_path / "cache")
-    diffusion = {**AR_SPEC, "name": "not-ar", "loss": {"kind": "mdlm"}, "backbone": {"kind": "dit", "width": 16, "heads": 2, "layers": 1}}
+    diffusion = {**AR_SPEC, "name": "not-ar", "loss": {"kind": "mdlm"}, "backbone": {"kind": "dit", "width": 16, "heads": 2, "layers": 1},
+                 "sampler": {"kind": "ancestral"}}
     with pytest.raises(JudgeError, match="backbone causal, loss ar"):
         load_judge(JudgeConfig(spec=write_spec_file(tmp_path, diffusion)), tmp_path / "cache")
 

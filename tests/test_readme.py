@@ -16,7 +16,8 @@ def test_readme_spec_example_validates(tmp_path) -> None:
     blocks = re.findall(r"```yaml\n(.*?)```", text, flags=re.S)
     assert blocks, "README has no yaml block"
     (tmp_path / "base").mkdir()
-    shutil.copy(ROOT / "experiments/sudoku/base/sudoku9.yaml", tmp_path / "base/sudoku9.yaml")
+    for name in ("sudoku9.yaml", "sudoku9-data.yaml"):
+        shutil.copy(ROOT / "experiments/sudoku/base" / name, tmp_path / "base" / name)
     path = tmp_path / "example.yaml"
     path.write_text(blocks[0])
     spec = load_spec(path).spec
